@@ -1,0 +1,1 @@
+"""FuggerBot risk-policy engine: policies in, decisions out."""

@@ -1,0 +1,42 @@
+"""The safety actions and their order: the one place that says which action is more restrictive."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+
+class Action(str, Enum):
+    """A safety action, declared from most to least restrictive (FuggerBot v2.0 order)."""
+
+    HALT = "halt"
+    FLATTEN = "flatten"
+    BLOCK_NEW = "block_new"
+    WAIT_CONFIRMATION = "wait_confirmation"
+    ALLOW = "allow"
+
+    @property
+    def severity(self) -> int:
+        """Higher is more restrictive: allow is 0, halt is 4."""
+        return _SEVERITY[self]
+
+    @property
+    def allows_opening(self) -> bool:
+        """Whether an order that opens or grows a position may go out without being held."""
+        return self is Action.ALLOW
+
+    @property
+    def allows_reducing(self) -> bool:
+        """Whether an order that reduces a position may go out."""
+        return self is not Action.HALT
+
+
+_ORDER: tuple[Action, ...] = tuple(Action)
+_SEVERITY: dict[Action, int] = {a: len(_ORDER) - 1 - i for i, a in enumerate(_ORDER)}
+
+ACTION_NAMES: tuple[str, ...] = tuple(a.value for a in _ORDER)
+
+
+def most_restrictive(actions: Iterable[Action]) -> Action:
+    """The most restrictive of `actions`; `allow` when there are none."""
+    return max(actions, key=_SEVERITY.__getitem__, default=Action.ALLOW)

@@ -1,0 +1,105 @@
+"""The fact catalogue: every fact a policy may name, with its type, unit, range and meaning.
+
+One place for this rule of the domain. Policies are checked against it when they load and
+snapshots are checked against it before any value reaches the rule engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.actions import ACTION_NAMES
+
+FactType = Literal["number", "integer", "boolean", "string"]
+
+
+@dataclass(frozen=True)
+class FactSpec:
+    name: str
+    type: FactType
+    unit: str
+    minimum: float | None
+    maximum: float | None
+    meaning: str
+    #: What a value outside the range most likely means, e.g. a percentage written for a fraction.
+    hint: str = ""
+    #: The values a string fact may take; empty when any string is allowed.
+    choices: tuple[str, ...] = ()
+
+    def in_range(self, value: float) -> bool:
+        if self.minimum is not None and value < self.minimum:
+            return False
+        return not (self.maximum is not None and value > self.maximum)
+
+    def range_text(self) -> str:
+        lo = "-inf" if self.minimum is None else _num(self.minimum)
+        hi = "inf" if self.maximum is None else _num(self.maximum)
+        return f"{lo}..{hi}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+_FRACTION_HINT = "it is a fraction: write {fraction} for {value}%"
+
+_SPECS: tuple[FactSpec, ...] = (
+    FactSpec("drift_score", "number", "score", 0.0, 1.0,
+             "Model drift: how far the forecaster's recent errors depart from its long-run errors.",
+             _FRACTION_HINT),
+    FactSpec("volatility", "number", "fraction per year", 0.0, 5.0,
+             "Realised volatility, annualised, as a fraction (0.35 is 35%).",
+             "volatility is an annualised fraction: {value} means {percent}%; "
+             "write {fraction} for {value}%"),
+    FactSpec("coherence", "number", "score", 0.0, 1.0,
+             "Agreement between the assets' signals (1 all agree, 0 none).", _FRACTION_HINT),
+    FactSpec("frs", "number", "score", 0.0, 1.0,
+             "Forecast reliability score of the latest forecast.", _FRACTION_HINT),
+    FactSpec("meta_reliability", "number", "score", 0.0, 1.0,
+             "Reliability of the reliability scores: calibration of past FRS against outcomes.",
+             _FRACTION_HINT),
+    FactSpec("expected_return", "number", "fraction", -1.0, 10.0,
+             "Forecast return over the forecast horizon, as a fraction."),
+    FactSpec("price", "number", "currency per share", 0.0, None,
+             "Last traded price of the symbol."),
+    FactSpec("weight_drift", "number", "fraction", 0.0, 1.0,
+             "Largest absolute gap between a position's weight and its target weight."),
+    FactSpec("relative_drift", "number", "fraction", 0.0, None,
+             "Largest gap between a position's weight and its target, relative to the target."),
+    FactSpec("days_since_rebalance", "integer", "days", 0.0, None,
+             "Calendar days since the last rebalance."),
+    FactSpec("book_empty", "boolean", "flag", None, None,
+             "True when the book holds no position yet."),
+    FactSpec("order_notional", "number", "currency", 0.0, None,
+             "Absolute value of an order: shares times price."),
+    FactSpec("order_opens", "boolean", "flag", None, None,
+             "True when the order opens or grows a position."),
+    FactSpec("symbol_held", "boolean", "flag", None, None,
+             "True when the book already holds the order's symbol."),
+    FactSpec("safety_action", "string", "action", None, None,
+             "The safety action in force for the order's symbol.", choices=ACTION_NAMES),
+)
+
+CATALOGUE: dict[str, FactSpec] = {s.name: s for s in _SPECS}
+
+
+def lookup(name: str) -> FactSpec | None:
+    return CATALOGUE.get(name)
+
+
+def nearest(name: str, n: int = 3) -> list[str]:
+    """Known fact names closest to `name`, best first."""
+    close = difflib.get_close_matches(name, CATALOGUE, n=n, cutoff=0.5)
+    if close:
+        return close
+    return [k for k in CATALOGUE if name in k or k in name][:n]
+
+
+def range_hint(spec: FactSpec, value: float) -> str:
+    """A sentence that teaches what an out-of-range value most likely meant."""
+    if not spec.hint:
+        return ""
+    fraction = value / 100
+    return spec.hint.format(value=_num(value), percent=_num(value * 100), fraction=_num(fraction))

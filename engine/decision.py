@@ -1,0 +1,90 @@
+"""The decision record: what was decided for one snapshot, and exactly why."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.actions import Action
+from engine.policy.model import Scalar
+
+
+@dataclass(frozen=True)
+class DecidingRule:
+    policy: str
+    version: str
+    rule: str
+    source: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"policy": self.policy, "version": self.version, "rule": self.rule,
+                "source": self.source}
+
+
+@dataclass(frozen=True)
+class FiredRule:
+    rule: str
+    policy: str
+    version: str
+    action: Action
+    source: str
+    observed: Mapping[str, Scalar]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "policy": self.policy, "version": self.version,
+                "action": self.action.value, "source": self.source,
+                "observed": dict(self.observed)}
+
+
+@dataclass(frozen=True)
+class FactFinding:
+    """A fact that could not be used, the fail-closed rule it raised and the rules that read it."""
+
+    fact: str
+    problem: str
+    detail: str
+    rule: str
+    action: Action
+    policy: str
+    needed_by: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fact": self.fact, "problem": self.problem, "detail": self.detail,
+                "rule": self.rule, "action": self.action.value, "policy": self.policy,
+                "needed_by": list(self.needed_by)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    ts: str | None
+    symbol: str | None
+    action: Action
+    deciding_rule: DecidingRule | None
+    fired: tuple[FiredRule, ...]
+    findings: tuple[FactFinding, ...]
+    policy_set_hash: str
+    policy_versions: Mapping[str, str]
+    facts_hash: str
+    decided_at: str
+
+    @property
+    def all_clear(self) -> bool:
+        return self.action is Action.ALLOW
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.decision_id,
+            "ts": self.ts,
+            "symbol": self.symbol,
+            "action": self.action.value,
+            "all_clear": self.all_clear,
+            "deciding_rule": self.deciding_rule.to_json() if self.deciding_rule else None,
+            "fired": [f.to_json() for f in self.fired],
+            "findings": [f.to_json() for f in self.findings],
+            "policy_set": {"hash": self.policy_set_hash,
+                           "policies": dict(self.policy_versions)},
+            "facts_hash": self.facts_hash,
+            "decided_at": self.decided_at,
+        }

@@ -1,0 +1,135 @@
+"""From a snapshot to a Decision under the safety policies of a policy set."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.actions import Action, most_restrictive
+from engine.decision import DecidingRule, Decision, FactFinding, FiredRule
+from engine.facts import Finding, parse_snapshot, read_fact
+from engine.ids import new_id
+from engine.policy.model import Policy, PolicySet, Rule, Scalar
+from engine.rules.durable_backend import CompiledRules, EngineError, RuleSpec
+
+SAFETY = "SafetyPolicy"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    policy: Policy
+    rules: CompiledRules
+    by_id: Mapping[str, Rule]
+    facts: tuple[str, ...]
+    readers: Mapping[str, tuple[str, ...]]
+    fail_closed: Action
+
+
+class SafetyEvaluator:
+    """Compiled safety rules of one policy set. Thread-safe: each ruleset has its own lock."""
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self.hash = policy_set.hash
+        self.versions = policy_set.versions()
+        compiled = []
+        for p in policy_set.of_kind(SAFETY):
+            rules = CompiledRules(p.name, [RuleSpec(r.id, r.when) for r in p.rules])
+            readers: dict[str, list[str]] = {}
+            for r in p.rules:
+                for f in r.facts:
+                    readers.setdefault(f, []).append(r.id)
+            compiled.append(_Compiled(
+                policy=p, rules=rules, by_id={r.id: r for r in p.rules},
+                facts=rules.facts, readers={k: tuple(v) for k, v in readers.items()},
+                fail_closed=Action(p.fail_closed)))
+        if not compiled:
+            raise ValueError("the policy set has no SafetyPolicy: nothing could ever allow or "
+                             "refuse a trade")
+        self._compiled = tuple(compiled)
+        self._default_fail = most_restrictive(c.fail_closed for c in compiled)
+
+    @property
+    def facts(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for c in self._compiled for f in c.facts))
+
+    def decide(self, raw: object, *, decided_at: datetime | None = None) -> Decision:
+        snapshot = parse_snapshot(raw)
+        findings: list[FactFinding] = []
+        fired: list[FiredRule] = []
+        first = self._compiled[0]
+        for f in snapshot.findings:
+            findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
+        for c in self._compiled:
+            values: dict[str, Scalar] = {}
+            for name in c.facts:
+                value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
+                if problem is not None:
+                    findings.append(_finding(problem, c.policy, c.fail_closed,
+                                             c.readers.get(name, ())))
+                elif value is not None:
+                    values[name] = value
+            try:
+                ids = c.rules.fired(values)
+            except EngineError as e:
+                findings.append(FactFinding(
+                    fact="*", problem="engine-error", detail=str(e),
+                    rule=f"engine-error:{c.policy.name}", action=c.fail_closed,
+                    policy=c.policy.name, needed_by=tuple(c.by_id)))
+                continue
+            for rule in c.policy.rules:  # policy order, so the record reads like the file
+                if rule.id in ids:
+                    fired.append(FiredRule(
+                        rule=rule.id, policy=c.policy.name, version=c.policy.version,
+                        action=Action(rule.action), source=rule.source,
+                        observed={k: values[k] for k in rule.facts if k in values}))
+        action = most_restrictive([*(f.action for f in fired), *(f.action for f in findings)])
+        deciding = self._deciding(action, fired, findings)
+        when = decided_at or datetime.now(UTC)
+        return Decision(
+            decision_id=new_id(int(when.timestamp() * 1000)),
+            ts=snapshot.ts_text,
+            symbol=snapshot.symbol,
+            action=action,
+            deciding_rule=deciding,
+            fired=tuple(fired),
+            findings=tuple(findings),
+            policy_set_hash=self.hash,
+            policy_versions=self.versions,
+            facts_hash=snapshot.facts_hash,
+            decided_at=when.isoformat().replace("+00:00", "Z"),
+        )
+
+    def _deciding(self, action: Action, fired: list[FiredRule],
+                  findings: list[FactFinding]) -> DecidingRule | None:
+        """The record that decided: at equal restriction a fact problem is named first,
+        because "we could not know" is the stronger reason; then rules in policy order."""
+        if action is Action.ALLOW:
+            return None
+        for f in findings:
+            if f.action is action:
+                p = self.policy_set.policy(f.policy)
+                rule = p.rules[0] if p is not None else None
+                reader = next((r for r in (p.rules if p else ()) if r.id in f.needed_by), rule)
+                source = reader.source if reader else ""
+                return DecidingRule(f.policy, self.versions.get(f.policy, ""), f.rule, source)
+        for r in fired:
+            if r.action is action:
+                return DecidingRule(r.policy, r.version, r.rule, r.source)
+        raise AssertionError("a restrictive action without a cause")  # pragma: no cover
+
+    def close(self) -> None:
+        for c in self._compiled:
+            c.rules.close()
+
+
+def _finding(f: Finding, policy: Policy, action: Action,
+             needed_by: tuple[str, ...]) -> FactFinding:
+    return FactFinding(fact=f.fact, problem=f.problem, detail=f.detail, rule=f.rule_name,
+                       action=action, policy=policy.name, needed_by=needed_by)
+
+
+def decision_json(decision: Decision) -> dict[str, Any]:
+    return decision.to_json()

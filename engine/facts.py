@@ -1,0 +1,192 @@
+"""Facts: checking every value a rule reads before it can reach the rule engine.
+
+A fact that is missing, null, NaN, infinite, of the wrong type, outside its catalogue range,
+dated after the snapshot or older than the policy allows is a Finding, and the caller fails
+closed on it. Nothing here guesses a value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from engine.catalogue import CATALOGUE, FactSpec
+from engine.policy.model import Scalar
+from engine.timeutil import TimestampError, parse_utc
+
+Problem = Literal["missing", "invalid", "stale"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    fact: str
+    problem: Problem
+    detail: str
+
+    @property
+    def rule_name(self) -> str:
+        """The name a decision gives the fail-closed rule, e.g. `fact-missing:drift_score`."""
+        return f"fact-{self.problem}:{self.fact}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A snapshot's envelope, checked; the fact values stay raw until a rule asks for them."""
+
+    raw: Mapping[str, Any]
+    ts: datetime | None
+    ts_text: str | None
+    symbol: str | None
+    findings: tuple[Finding, ...]
+
+    @property
+    def facts_hash(self) -> str:
+        return facts_hash(self.raw)
+
+
+def facts_hash(raw: Mapping[str, Any]) -> str:
+    text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_snapshot(raw: object) -> Snapshot:
+    """Check the envelope (`ts`, `symbol`) of one snapshot."""
+    if not isinstance(raw, Mapping):
+        return Snapshot({"value": raw}, None, None, None,
+                        (Finding("snapshot", "invalid",
+                                 f"a snapshot is a JSON object, not {_kind(raw)}"),))
+    findings: list[Finding] = []
+    ts: datetime | None = None
+    ts_text = raw.get("ts")
+    if ts_text is None:
+        findings.append(Finding("ts", "missing", "the snapshot has no ts"))
+    else:
+        try:
+            ts = parse_utc(ts_text)
+        except TimestampError as e:
+            findings.append(Finding("ts", "invalid", str(e)))
+    symbol = raw.get("symbol")
+    if symbol is None:
+        findings.append(Finding("symbol", "missing", "the snapshot has no symbol"))
+    elif not isinstance(symbol, str) or not symbol.strip():
+        findings.append(Finding("symbol", "invalid", f"symbol must be a non-empty string, "
+                                                     f"got {_show(symbol)}"))
+        symbol = None
+    return Snapshot(raw, ts, ts_text if isinstance(ts_text, str) else None,
+                    symbol if isinstance(symbol, str) else None, tuple(findings))
+
+
+def read_fact(snapshot: Snapshot, name: str,
+              max_age: timedelta | None) -> tuple[Scalar | None, Finding | None]:
+    """The checked value of fact `name`, or the finding that stops it being used."""
+    spec = CATALOGUE.get(name)
+    if spec is None:  # policies are validated against the catalogue; this is a bug guard
+        return None, Finding(name, "invalid", "not a fact of the catalogue")
+    if name not in snapshot.raw:
+        return None, Finding(name, "missing", f"the snapshot has no {name}")
+    entry = snapshot.raw[name]
+    as_of: datetime | None = None
+    if isinstance(entry, Mapping):
+        extra = set(entry) - {"value", "as_of"}
+        if extra:
+            return None, Finding(name, "invalid", f"unexpected key(s) {sorted(extra)}; "
+                                                  "a dated fact is {value, as_of}")
+        if "value" not in entry:
+            return None, Finding(name, "missing", f"{name} has no value")
+        if "as_of" in entry:
+            try:
+                as_of = parse_utc(entry["as_of"])
+            except TimestampError as e:
+                return None, Finding(name, "invalid", f"as_of: {e}")
+        entry = entry["value"]
+    if entry is None:
+        return None, Finding(name, "missing", f"{name} is null")
+    problem = type_problem(spec, entry)
+    if problem:
+        return None, Finding(name, "invalid", problem)
+    if as_of is not None:
+        if snapshot.ts is None:
+            return None, Finding(name, "invalid", "cannot check freshness: the snapshot's ts "
+                                                  "is unusable")
+        if as_of > snapshot.ts:
+            return None, Finding(name, "invalid", f"as_of {entry_as_of(snapshot, name)} is "
+                                                  f"after the snapshot's ts {snapshot.ts_text}")
+        if max_age is not None and snapshot.ts - as_of > max_age:
+            age = snapshot.ts - as_of
+            return None, Finding(name, "stale", f"{name} is {_age(age)} old; the policy allows "
+                                                f"{_age(max_age)}")
+    return _normalise(spec, entry), None
+
+
+def entry_as_of(snapshot: Snapshot, name: str) -> str:
+    entry = snapshot.raw.get(name)
+    return str(entry.get("as_of")) if isinstance(entry, Mapping) else ""
+
+
+def type_problem(spec: FactSpec, value: object) -> str:
+    """Why `value` cannot be fact `spec`, or an empty string when it can."""
+    if spec.type in ("number", "integer"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{spec.name} must be a number ({spec.unit}), got {_kind(value)} {_show(value)}"
+        if not math.isfinite(value):
+            return f"{spec.name} is {_show(value)}, not a finite number"
+        if spec.type == "integer" and not float(value).is_integer():
+            return f"{spec.name} must be a whole number of {spec.unit}, got {_show(value)}"
+        if not spec.in_range(float(value)):
+            return (f"{spec.name} = {_show(value)} is outside its range {spec.range_text()} "
+                    f"({spec.unit})")
+        return ""
+    if spec.type == "boolean":
+        return "" if isinstance(value, bool) else (
+            f"{spec.name} must be true or false, got {_kind(value)} {_show(value)}")
+    if not isinstance(value, str):
+        return f"{spec.name} must be a string, got {_kind(value)} {_show(value)}"
+    if spec.choices and value not in spec.choices:
+        return f"{spec.name} = {value!r} is not one of {', '.join(spec.choices)}"
+    return ""
+
+
+def _normalise(spec: FactSpec, value: Any) -> Scalar:
+    if spec.type == "integer":
+        return int(value)
+    if spec.type == "number":
+        return float(value) if isinstance(value, float) else int(value)
+    return value  # type: ignore[no-any-return]
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return repr(value)
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."

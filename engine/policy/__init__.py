@@ -1,0 +1,1 @@
+"""Policies: YAML documents loaded with positions, validated, and turned into frozen data."""

@@ -1,0 +1,176 @@
+"""Reading a policy file as YAML data that remembers where every node came from.
+
+Round-trip loading keeps line and column of every key, value and item. A policy is data, so
+tags, anchors/aliases (the door to alias bombs) and multi-document files are refused before
+anything is built from the text.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    CollectionStartEvent,
+    DocumentStartEvent,
+    ScalarEvent,
+)
+
+from engine.policy.problems import PolicyError, Position, Problem
+
+MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class YamlDocument:
+    path: str
+    text: str
+    data: Any
+
+
+def read_policy_file(path: str) -> YamlDocument:
+    """Read and parse one policy file; raises PolicyError with positions."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise PolicyError([Problem(Position(path, 1, 1), f"cannot read file: {e.strerror}")]) from e
+    if len(raw) > MAX_BYTES:
+        raise PolicyError([Problem(Position(path, 1, 1),
+                                   f"file is larger than {MAX_BYTES // 1024} KiB; "
+                                   "a policy this large is refused")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise PolicyError([Problem(Position(path, line, col), "file is not valid UTF-8")]) from e
+    return parse_policy_text(path, text)
+
+
+def parse_policy_text(path: str, text: str) -> YamlDocument:
+    """Parse policy text; `path` only names the source in messages."""
+    if len(text.encode("utf-8")) > MAX_BYTES:
+        raise PolicyError([Problem(Position(path, 1, 1),
+                                   f"policy text is larger than {MAX_BYTES // 1024} KiB")])
+    _refuse_unsafe_constructs(path, text)
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        data = yaml.load(io.StringIO(text))
+    except DuplicateKeyError as e:
+        raise PolicyError([_marked(path, e, _duplicate_message(e))]) from e
+    except MarkedYAMLError as e:
+        raise PolicyError([_marked(path, e, _yaml_message(e))]) from e
+    except YAMLError as e:
+        raise PolicyError([Problem(Position(path, 1, 1), f"YAML error: {e}")]) from e
+    if data is None:
+        raise PolicyError([Problem(Position(path, 1, 1), "file is empty: expected a policy")])
+    return YamlDocument(path, text, data)
+
+
+def _refuse_unsafe_constructs(path: str, text: str) -> None:
+    problems: list[Problem] = []
+    documents = 0
+    try:
+        for event in YAML(typ="rt").parse(io.StringIO(text)):
+            mark = event.start_mark
+            pos = Position(path, mark.line + 1, mark.column + 1)
+            if isinstance(event, DocumentStartEvent):
+                documents += 1
+                if documents == 2:
+                    problems.append(Problem(pos, "more than one YAML document: "
+                                                 "write one policy per file"))
+            elif isinstance(event, AliasEvent):
+                problems.append(Problem(pos, f"YAML alias '*{event.anchor}' is not allowed in a "
+                                             "policy: write the value out"))
+            elif isinstance(event, (ScalarEvent, CollectionStartEvent)):
+                if event.tag is not None and not _is_implicit(event):
+                    problems.append(Problem(pos, f"YAML tag '{event.tag}' is not allowed: "
+                                                 "a policy is plain data"))
+                if event.anchor is not None:
+                    problems.append(Problem(pos, f"YAML anchor '&{event.anchor}' is not allowed "
+                                                 "in a policy: write the value out"))
+            if len(problems) >= 50:
+                break
+    except MarkedYAMLError as e:
+        raise PolicyError([_marked(path, e, _yaml_message(e))]) from e
+    except YAMLError as e:
+        raise PolicyError([Problem(Position(path, 1, 1), f"YAML error: {e}")]) from e
+    if problems:
+        raise PolicyError(problems)
+
+
+def _is_implicit(event: Any) -> bool:
+    implicit = event.implicit
+    if isinstance(implicit, tuple):
+        return bool(implicit[0] or implicit[1]) and event.tag is None
+    return bool(implicit)
+
+
+def _marked(path: str, e: MarkedYAMLError, message: str) -> Problem:
+    mark = e.problem_mark or e.context_mark
+    if mark is None:
+        return Problem(Position(path, 1, 1), message)
+    return Problem(Position(path, mark.line + 1, mark.column + 1), message)
+
+
+def _yaml_message(e: MarkedYAMLError) -> str:
+    problem = (e.problem or "").strip()
+    context = (e.context or "").strip()
+    if "\\t" in problem or "tab" in problem:
+        return "tab character used for indentation: YAML indents with spaces"
+    text = f"YAML syntax error: {problem}" if problem else "YAML syntax error"
+    if context:
+        text += f" ({context})"
+    return text
+
+
+def _duplicate_message(e: DuplicateKeyError) -> str:
+    problem = (e.problem or "").strip()
+    return f"duplicate key: {problem}" if problem else "duplicate key"
+
+
+def position_of(root: Any, path: tuple[str | int, ...], file: str, *,
+                key: bool = False) -> Position:
+    """The position of the node at `path` (or of its key when `key`), else of its nearest
+    ancestor that has one."""
+    node = root
+    best = Position(file, 1, 1)
+    for i, step in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, CommentedMap) and step in node:
+            try:
+                line, col = node.lc.key(step) if (key and last) else node.lc.value(step)
+                if not last and isinstance(node[step], (CommentedMap, CommentedSeq)):
+                    line, col = node.lc.key(step)
+                best = Position(file, line + 1, col + 1)
+            except (KeyError, TypeError, AttributeError):
+                pass
+            node = node[step]
+        elif isinstance(node, CommentedSeq) and isinstance(step, int) and 0 <= step < len(node):
+            try:
+                line, col = node.lc.item(step)
+                best = Position(file, line + 1, col + 1)
+            except (KeyError, TypeError, AttributeError):
+                pass
+            node = node[step]
+        else:
+            break
+    return best
+
+
+def node_position(node: Any, file: str) -> Position | None:
+    """The start of a mapping or sequence node."""
+    if isinstance(node, (CommentedMap, CommentedSeq)):
+        try:
+            return Position(file, node.lc.line + 1, node.lc.col + 1)
+        except (TypeError, AttributeError):
+            return None
+    return None

@@ -1,0 +1,1 @@
+"""Rule evaluation. Only engine.rules.durable_backend touches durable-rules."""
