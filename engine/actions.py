@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """A safety action, declared from most to least restrictive (FuggerBot v2.0 order)."""
 
     HALT = "halt"

@@ -102,6 +102,19 @@ class SafetyEvaluator:
             decided_at=when.isoformat().replace("+00:00", "Z"),
         )
 
+    def checked_values(self, raw: object) -> dict[str, dict[str, Scalar]]:
+        """Per safety policy, the fact values that passed every check (for explanations)."""
+        snapshot = parse_snapshot(raw)
+        out: dict[str, dict[str, Scalar]] = {}
+        for c in self._compiled:
+            vals: dict[str, Scalar] = {}
+            for name in c.facts:
+                value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
+                if problem is None and value is not None:
+                    vals[name] = value
+            out[c.policy.name] = vals
+        return out
+
     def _deciding(self, action: Action, fired: list[FiredRule],
                   findings: list[FactFinding]) -> DecidingRule | None:
         """The record that decided: at equal restriction a fact problem is named first,

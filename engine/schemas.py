@@ -44,7 +44,8 @@ def _is_integer(_checker: Any, instance: object) -> bool:
 
 _TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine_many(
     {"number": _is_number, "integer": _is_integer})
-StrictValidator = validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+StrictValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, type_checker=_TYPE_CHECKER)
 
 
 @cache

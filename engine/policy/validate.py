@@ -77,8 +77,9 @@ def _schema_problems(doc: YamlDocument) -> Iterator[Problem]:
 def _render(doc: YamlDocument, error: ValidationError) -> Iterator[Problem]:
     path: Path = tuple(error.absolute_path)
     where = _label(path)
-    value = error.instance
+    value: Any = error.instance
     kind = error.validator
+    schema: Any = error.schema
     if kind == "oneOf":
         branch = _condition_branch(value)
         if branch is None:
@@ -97,7 +98,7 @@ def _render(doc: YamlDocument, error: ValidationError) -> Iterator[Problem]:
             yield _at(doc, path, f"{where}: missing required key '{k}'", key=True)
         return
     if kind == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+        allowed = sorted(schema.get("properties", {}))
         for k in value:
             if k not in allowed:
                 hint = f" (expected one of: {', '.join(allowed)})" if allowed else ""
@@ -247,7 +248,7 @@ def _type_problems(doc: YamlDocument, spec: FactSpec, op: str, values: list[Any]
         "string": ("==", "!=", "in", "not_in"),
     }[spec.type]
     if op not in allowed_ops:
-        yield _at(doc, path[:-1] + ("op",),
+        yield _at(doc, (*path[:-1], "op"),
                   f"operator '{op}' does not fit {spec.type} fact '{spec.name}' "
                   f"(use {', '.join(allowed_ops)})")
         return

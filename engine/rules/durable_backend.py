@@ -18,6 +18,7 @@ What it guards against (measured on durable-rules 2.0.28):
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ from typing import Any
 
 import durable_rules_engine as _dre
 
-from engine.policy.model import AllOf, AnyOf, Condition, Leaf, NotOf, Scalar
+from engine.policy.model import AllOf, Condition, Leaf, NotOf, Scalar
 
 #: Comparisons per compiled ruleset; error 303 appears past 64 distinct matching comparisons.
 MAX_COMPARISONS = 48
@@ -100,19 +101,15 @@ class _Ruleset:
             except Exception as e:
                 raise EngineError(f"durable-rules failed on a snapshot: {e}") from e
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     _dre.retract_fact(self.handle, fact)
-                except Exception:  # noqa: S110 - a fact that never landed has nothing to retract
-                    pass
             return {self.keys[k] for k in fired if k in self.keys}
 
 
 def _delete(handles: list[int]) -> None:
     for h in handles:
-        try:
+        with contextlib.suppress(Exception):
             _dre.delete_ruleset(h)
-        except Exception:  # noqa: S110 - releasing at shutdown must not raise
-            pass
 
 
 class CompiledRules:

@@ -1,0 +1,1 @@
+"""The `fugger` command: a thin shell over engine/."""

@@ -1,0 +1,114 @@
+"""fugger audit: list, show, why, verify."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli.common import Format, fail, out
+from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
+from engine.audit.why import explain_record
+
+app = typer.Typer(help="Read and check the audit store: decisions, orders, policy activations.",
+                  no_args_is_help=True)
+
+AuditOpt = Annotated[str, typer.Option("--audit", metavar="DB", help="The audit store.")]
+
+
+def _open(path: str) -> AuditStore:
+    try:
+        return AuditStore(path, create=False)
+    except AuditError as e:
+        fail(str(e))
+
+
+@app.command("list")
+def list_cmd(
+    audit: AuditOpt = DEFAULT_PATH,
+    kind: Annotated[str | None, typer.Option(help="Only records of this kind, e.g. decision, "
+                                                  "policy_activation.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """The newest records, one line each."""
+    with _open(audit) as store:
+        rows = store.records(kind, limit=limit)
+    if fmt is Format.json:
+        for r in rows:
+            sys.stdout.write(json.dumps({"seq": r.seq, "kind": r.kind, "ref": r.ref,
+                                         "ts": r.ts, "summary": summary(r)}) + "\n")
+        return
+    table = Table(title=f"{audit}: newest {len(rows)} record(s)", title_justify="left")
+    for c in ("seq", "recorded", "kind", "id", "summary"):
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(str(r.seq), r.ts, r.kind, r.ref, summary(r))
+    out.print(table)
+
+
+def summary(r: Record) -> str:
+    b = r.body
+    if r.kind == "decision":
+        d = b.get("decision", {})
+        rule = (d.get("deciding_rule") or {}).get("rule", "-")
+        return f"{d.get('symbol')} {d.get('ts')} {d.get('action')} ({rule})"
+    if r.kind == "policy_activation":
+        names = ", ".join(f"{p['name']} {p['version']}" for p in b.get("policies", []))
+        return f"by {b.get('activated_by')}: {names}"
+    text = b.get("summary")
+    return str(text) if text else json.dumps(b, default=str)[:100]
+
+
+@app.command("show")
+def show(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="Decision id, order id, "
+                                                                "policy hash or record seq.")],
+    audit: AuditOpt = DEFAULT_PATH,
+) -> None:
+    """Every record about ID, as stored (JSON)."""
+    with _open(audit) as store:
+        rows = store.find(record_id)
+    if not rows:
+        fail(f"no record with id {record_id!r} in {audit}")
+    for r in rows:
+        doc: dict[str, Any] = {"seq": r.seq, "kind": r.kind, "ref": r.ref, "recorded": r.ts,
+                               "hash": r.hash, "prev_hash": r.prev_hash, "body": r.body}
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+@app.command("why")
+def why(
+    record_id: Annotated[str, typer.Argument(metavar="ID", help="A decision id or order id.")],
+    audit: AuditOpt = DEFAULT_PATH,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """Which rule decided, under which policy version, on which values; the decision is
+    re-evaluated from the recorded policy text and facts to show it is reproducible."""
+    with _open(audit) as store:
+        rows = store.find(record_id)
+        if not rows:
+            fail(f"no record with id {record_id!r} in {audit}")
+        try:
+            report = explain_record(store, rows)
+        except ValueError as e:
+            fail(str(e))
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(report.to_json(), default=str) + "\n")
+        return
+    for line in report.lines:
+        out.print(line)
+
+
+@app.command("verify")
+def verify(audit: AuditOpt = DEFAULT_PATH) -> None:
+    """Check the hash chain; exit 1 naming the first record altered, removed or reordered."""
+    with _open(audit) as store:
+        result = store.verify()
+    if not result.ok:
+        print(f"{audit}: TAMPERED: {result.message}", file=sys.stderr)
+        raise typer.Exit(1)
+    out.print(f"{audit}: ok, {result.checked} records, chain intact; head {result.head_hash}")

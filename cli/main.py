@@ -1,0 +1,43 @@
+"""The `fugger` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from cli import audit_cmds, policy_cmds
+
+app = typer.Typer(
+    name="fugger",
+    help="FuggerBot risk-policy engine: validate policies, decide on facts, audit decisions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("validate")(policy_cmds.validate)
+app.command("eval")(policy_cmds.eval_cmd)
+app.command("explain")(policy_cmds.explain)
+app.add_typer(audit_cmds.app, name="audit")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # a bug, not a user's mistake: say so without a wall of text
+        if os.environ.get("FUGGER_DEBUG"):
+            raise
+        print(f"fugger: internal error: {type(e).__name__}: {e} "
+              "(set FUGGER_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()

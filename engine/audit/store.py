@@ -1,0 +1,266 @@
+"""An append-only, hash-chained record store in SQLite.
+
+Each record carries the hash of the one before it, so altering, removing or reordering a
+record breaks the chain at that record, and `verify` names it. SQLite runs in WAL mode with
+`synchronous=FULL`: a record is durable once the transaction that appended it has committed.
+Appending many records in one transaction is how the store sustains high decision rates.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.policy.model import PolicySet
+from engine.timeutil import format_utc, utc_now
+
+DEFAULT_PATH = ".fugger/audit.db"
+GENESIS = "0" * 64
+SCHEMA_VERSION = "1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_ref ON records(ref);
+CREATE INDEX IF NOT EXISTS records_kind ON records(kind, seq);
+CREATE TABLE IF NOT EXISTS head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS records_no_update BEFORE UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS records_no_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+"""
+
+
+class AuditError(Exception):
+    """The audit store cannot be opened or written; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    kind: str
+    ref: str
+    ts: str
+    body: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    message: str = ""
+
+
+def canonical(body: Any) -> str:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(seq: int, kind: str, ref: str, ts: str, prev_hash: str, body_text: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"{seq}\n{kind}\n{ref}\n{ts}\n{prev_hash}\n".encode())
+    h.update(body_text.encode("utf-8"))
+    return h.hexdigest()
+
+
+class AuditStore:
+    def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, *,
+                 create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise AuditError(f"{self.path}: no audit store here (nothing has been recorded yet)")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.executescript(_DDL)
+            self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
+                             (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as e:
+            raise AuditError(f"{self.path}: cannot open the audit store: {e}") from e
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> AuditStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- writing ------------------------------------------------------------------------
+
+    def append(self, kind: str, ref: str, body: dict[str, Any]) -> Record:
+        return self.append_many([(kind, ref, body)])[0]
+
+    def append_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[Record]:
+        """Append records in one transaction: all of them are committed, or none."""
+        if not items:
+            return []
+        ts = format_utc(utc_now())
+        out: list[Record] = []
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT seq, hash FROM records "
+                                       "ORDER BY seq DESC LIMIT 1").fetchone()
+                seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+                rows = []
+                for kind, ref, body in items:
+                    seq += 1
+                    text = canonical(body)
+                    h = record_hash(seq, kind, ref, ts, prev, text)
+                    rows.append((seq, kind, ref, ts, text, prev, h))
+                    out.append(Record(seq, kind, ref, ts, body, prev, h))
+                    prev = h
+                self._db.executemany("INSERT INTO records(seq, kind, ref, ts, body, prev_hash, "
+                                     "hash) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                self._db.execute("INSERT INTO head(id, seq, hash) VALUES (1, ?, ?) "
+                                 "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
+                                 "hash=excluded.hash", (seq, prev))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as e:
+            raise AuditError(f"{self.path}: could not record: {e}") from e
+        return out
+
+    def record_activation(self, policy_set: PolicySet, *, actor: str | None = None) -> str:
+        """Record that `policy_set` is in force, with its full text, unless the latest
+        activation in the store is the same set. Returns the set's hash."""
+        latest = self.latest("policy_activation")
+        if latest is not None and latest.ref == policy_set.hash:
+            return policy_set.hash
+        self.append("policy_activation", policy_set.hash, activation_body(policy_set, actor))
+        return policy_set.hash
+
+    # --- reading ------------------------------------------------------------------------
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> Iterator[Record]:
+        for seq, kind, ref, ts, body, prev, h in self._db.execute(sql, tuple(args)):
+            yield Record(seq, kind, ref, ts, json.loads(body), prev, h)
+
+    def latest(self, kind: str) -> Record | None:
+        return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                               "WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,)), None)
+
+    def find(self, ref: str) -> list[Record]:
+        """Every record about `ref` (a decision id, an order id, a policy-set hash), oldest
+        first; a number is also looked up as a record's seq."""
+        rows = list(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                               "WHERE ref = ? ORDER BY seq", (ref,)))
+        if not rows and ref.isdigit():
+            rows = list(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
+                                   "records WHERE seq = ?", (int(ref),)))
+        return rows
+
+    def activation(self, policy_hash: str) -> Record | None:
+        return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                               "WHERE kind = 'policy_activation' AND ref = ? "
+                               "ORDER BY seq DESC LIMIT 1", (policy_hash,)), None)
+
+    def records(self, kind: str | None = None, *, limit: int | None = None,
+                newest_first: bool = True) -> list[Record]:
+        order = "DESC" if newest_first else "ASC"
+        where = "WHERE kind = ?" if kind else ""
+        args: list[Any] = [kind] if kind else []
+        lim = ""
+        if limit is not None:
+            lim = "LIMIT ?"
+            args.append(limit)
+        return list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                               f"{where} ORDER BY seq {order} {lim}", args))
+
+    def iter_records(self, kind: str | None = None) -> Iterator[Record]:
+        where = "WHERE kind = ?" if kind else ""
+        yield from self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                              f"{where} ORDER BY seq", [kind] if kind else [])
+
+    def count(self, kind: str | None = None) -> int:
+        if kind:
+            row = self._db.execute("SELECT COUNT(*) FROM records WHERE kind = ?",
+                                   (kind,)).fetchone()
+        else:
+            row = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+        return int(row[0])
+
+    def verify(self) -> VerifyResult:
+        """Walk the chain from the first record; name the first record that was altered,
+        removed or reordered."""
+        expected_seq, prev, checked = 1, GENESIS, 0
+        cursor = self._db.execute("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
+                                  "records ORDER BY seq")
+        for seq, kind, ref, ts, body, prev_hash, h in cursor:
+            if seq != expected_seq:
+                return VerifyResult(False, checked, prev, expected_seq,
+                                    f"record {expected_seq} is missing: removed"
+                                    + (f" (records {expected_seq}..{seq - 1})"
+                                       if seq - 1 > expected_seq else ""))
+            if prev_hash != prev:
+                return VerifyResult(False, checked, prev, seq,
+                                    f"record {seq} ({kind} {ref}) does not follow record "
+                                    f"{seq - 1}: removed, reordered or replaced")
+            if record_hash(seq, kind, ref, ts, prev_hash, body) != h:
+                return VerifyResult(False, checked, prev, seq,
+                                    f"record {seq} ({kind} {ref}) was altered: its content no "
+                                    "longer matches its hash")
+            prev = h
+            expected_seq += 1
+            checked += 1
+        head = self._db.execute("SELECT seq, hash FROM head WHERE id = 1").fetchone()
+        if head is not None and (head[0] != checked or head[1] != prev):
+            if head[0] > checked:
+                return VerifyResult(False, checked, prev, checked + 1,
+                                    f"records {checked + 1}..{head[0]} were removed from the "
+                                    "end of the store")
+            return VerifyResult(False, checked, prev, None,
+                                "the store's head does not match its last record")
+        return VerifyResult(True, checked, prev)
+
+
+def activation_body(policy_set: PolicySet, actor: str | None) -> dict[str, Any]:
+    return {
+        "hash": policy_set.hash,
+        "activated_by": actor or _user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "policies": [
+            {"kind": p.kind, "name": p.name, "version": p.version, "path": p.path,
+             "hash": p.hash, "text": p.text}
+            for p in policy_set.policies
+        ],
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
