@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.actions import Action
+from engine.facts import facts_hash
 from engine.policy.model import Scalar
 
 
@@ -66,8 +67,13 @@ class Decision:
     findings: tuple[FactFinding, ...]
     policy_set_hash: str
     policy_versions: Mapping[str, str]
-    facts_hash: str
+    #: The snapshot as received; its hash is computed when the decision is serialised.
+    facts: Mapping[str, Any]
     decided_at: str
+
+    @property
+    def facts_hash(self) -> str:
+        return facts_hash(self.facts)
 
     @property
     def all_clear(self) -> bool:

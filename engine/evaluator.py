@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from engine.actions import Action, most_restrictive
+from engine.catalogue import CATALOGUE
 from engine.decision import DecidingRule, Decision, FactFinding, FiredRule
 from engine.facts import Finding, parse_snapshot, read_fact
 from engine.ids import new_id
@@ -25,6 +27,8 @@ class _Compiled:
     facts: tuple[str, ...]
     readers: Mapping[str, tuple[str, ...]]
     fail_closed: Action
+    #: Catalogue ranges of the number facts the rules read, for the fast path of `decide`.
+    bounds: Mapping[str, tuple[float, float]]
 
 
 class SafetyEvaluator:
@@ -44,7 +48,7 @@ class SafetyEvaluator:
             compiled.append(_Compiled(
                 policy=p, rules=rules, by_id={r.id: r for r in p.rules},
                 facts=rules.facts, readers={k: tuple(v) for k, v in readers.items()},
-                fail_closed=Action(p.fail_closed)))
+                fail_closed=Action(p.fail_closed), bounds=_bounds(rules.facts)))
         if not compiled:
             raise ValueError("the policy set has no SafetyPolicy: nothing could ever allow or "
                              "refuse a trade")
@@ -62,9 +66,18 @@ class SafetyEvaluator:
         first = self._compiled[0]
         for f in snapshot.findings:
             findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
+        raw_facts = snapshot.raw
         for c in self._compiled:
             values: dict[str, Scalar] = {}
             for name in c.facts:
+                plain = raw_facts.get(name)
+                bounds = c.bounds.get(name)
+                # Fast path for the common case, a plain float inside its catalogue range (NaN
+                # fails both comparisons); everything else takes the full check.
+                if bounds is not None and type(plain) is float and \
+                        bounds[0] <= plain <= bounds[1]:
+                    values[name] = plain
+                    continue
                 value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
                 if problem is not None:
                     findings.append(_finding(problem, c.policy, c.fail_closed,
@@ -98,7 +111,7 @@ class SafetyEvaluator:
             findings=tuple(findings),
             policy_set_hash=self.hash,
             policy_versions=self.versions,
-            facts_hash=snapshot.facts_hash,
+            facts=snapshot.raw,
             decided_at=when.isoformat().replace("+00:00", "Z"),
         )
 
@@ -136,6 +149,17 @@ class SafetyEvaluator:
     def close(self) -> None:
         for c in self._compiled:
             c.rules.close()
+
+
+def _bounds(facts: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    out: dict[str, tuple[float, float]] = {}
+    for name in facts:
+        spec = CATALOGUE.get(name)
+        if spec is not None and spec.type == "number":
+            lo = -math.inf if spec.minimum is None else spec.minimum
+            hi = math.inf if spec.maximum is None else spec.maximum
+            out[name] = (lo, hi)
+    return out
 
 
 def _finding(f: Finding, policy: Policy, action: Action,

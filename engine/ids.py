@@ -1,32 +1,34 @@
 """Identifiers that sort by time: 48 bits of milliseconds then 80 bits that only grow within a
-millisecond, in Crockford base32 (the ULID layout), so ids made in one process sort in the
-order they were made."""
+millisecond (the ULID layout), written in Crockford base32, whose alphabet is in ASCII order,
+so ids made in one process sort in the order they were made."""
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_RFC = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = str.maketrans(_RFC, _CROCKFORD)
+_MASK80 = (1 << 80) - 1
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
 
 
 def new_id(now_ms: int | None = None) -> str:
+    """A 26-character id; later calls in one process never sort before earlier ones."""
     global _last_ms, _last_rand
     with _lock:
-        ms = int(time.time() * 1000) if now_ms is None else now_ms
+        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
         if ms <= _last_ms:
             ms = _last_ms
-            _last_rand += 1
+            _last_rand = (_last_rand + 1) & _MASK80
         else:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms = ms
-        value = (ms << 80) | (_last_rand & ((1 << 80) - 1))
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+        value = (ms << 80) | _last_rand
+    # 128 bits in base32 are 26 characters, left-aligned: order is preserved.
+    return base64.b32encode(value.to_bytes(16, "big"))[:26].decode().translate(_TO_CROCKFORD)

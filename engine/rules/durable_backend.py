@@ -94,7 +94,7 @@ class _Ruleset:
                 result = _dre.start_action_for_state(self.handle, state)
                 while result:
                     message = result[1] if isinstance(result, tuple) else result
-                    fired.update(json.loads(message))
+                    fired.add(_action_name(message))
                     result = _dre.complete_and_start_action(self.handle, state)
             except EngineError:
                 raise
@@ -104,6 +104,16 @@ class _Ruleset:
                 with contextlib.suppress(Exception):
                     _dre.retract_fact(self.handle, fact)
             return {self.keys[k] for k in fired if k in self.keys}
+
+
+def _action_name(message: str) -> str:
+    """The rule name of a pending action, `{"r3": {...}}`, without parsing the whole fact."""
+    if message.startswith('{"'):
+        end = message.find('"', 2)
+        if end > 2:
+            return message[2:end]
+    names = list(json.loads(message))
+    return str(names[0]) if names else ""
 
 
 def _delete(handles: list[int]) -> None:
@@ -118,6 +128,7 @@ class CompiledRules:
     def __init__(self, label: str, rules: Sequence[RuleSpec]) -> None:
         self.rule_ids = tuple(r.id for r in rules)
         self.facts = tuple(dict.fromkeys(f for r in rules for f in _facts(r.when)))
+        self._prefix = {f: json.dumps(f) + ":" for f in self.facts}
         self._rulesets: list[_Ruleset] = []
         try:
             for chunk in _pack(rules):
@@ -135,8 +146,8 @@ class CompiledRules:
         on the unknown facts themselves. A value this module cannot write exactly raises
         EngineError rather than being guessed at.
         """
-        body = ",".join(f"{json.dumps(k)}:{_value(values[k], k)}"
-                        for k in self.facts if k in values)
+        prefix = self._prefix
+        body = ",".join(prefix[k] + _value(values[k], k) for k in self.facts if k in values)
         out: set[str] = set()
         for rs in self._rulesets:
             out |= rs.fired(body)
@@ -198,6 +209,9 @@ def _single(value: Scalar | tuple[Scalar, ...]) -> Scalar:
 
 
 def _value(v: Any, name: str) -> str:
+    if type(v) is float and v - v == 0.0:  # the common case: a finite float
+        text = repr(v)
+        return text if "e" not in text else _number(v, name)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -1,0 +1,1 @@
+"""Example fact streams, a starting portfolio and the builder of facts from market history."""
