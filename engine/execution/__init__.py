@@ -1,0 +1,1 @@
+"""Order execution: the broker adapter interface and the embedded paper broker."""
