@@ -119,7 +119,16 @@ class AuditStore:
     def append(self, kind: str, ref: str, body: dict[str, Any]) -> Record:
         return self.append_many([(kind, ref, body)])[0]
 
-    def append_many(self, items: Sequence[tuple[str, str, dict[str, Any]]]) -> list[Record]:
+    def append_once(self, kind: str, ref: str, body: dict[str, Any], *,
+                    unless: Sequence[str]) -> Record | None:
+        """Append unless a record about `ref` of a kind in `unless` exists, atomically across
+        processes (the check and the append share one write transaction). None when refused:
+        this is how an approval is decided exactly once."""
+        records = self.append_many([(kind, ref, body)], unless=(ref, tuple(unless)))
+        return records[0] if records else None
+
+    def append_many(self, items: Sequence[tuple[str, str, dict[str, Any]]], *,
+                    unless: tuple[str, tuple[str, ...]] | None = None) -> list[Record]:
         """Append records in one transaction: all of them are committed, or none."""
         if not items:
             return []
@@ -128,6 +137,14 @@ class AuditStore:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if unless is not None:
+                    ref, kinds = unless
+                    marks = ",".join("?" * len(kinds))
+                    hit = self._db.execute(f"SELECT 1 FROM records WHERE ref = ? AND kind IN "
+                                           f"({marks}) LIMIT 1", (ref, *kinds)).fetchone()
+                    if hit:
+                        self._db.execute("ROLLBACK")
+                        return []
                 row = self._db.execute("SELECT seq, hash FROM records "
                                        "ORDER BY seq DESC LIMIT 1").fetchone()
                 seq, prev = (row[0], row[1]) if row else (0, GENESIS)
@@ -167,9 +184,18 @@ class AuditStore:
         for seq, kind, ref, ts, body, prev, h in self._db.execute(sql, tuple(args)):
             yield Record(seq, kind, ref, ts, json.loads(body), prev, h)
 
-    def latest(self, kind: str) -> Record | None:
-        return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
-                               "WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,)), None)
+    def latest(self, kind: str, *, run_id: str | object | None = ...) -> Record | None:
+        """The newest record of `kind`; with `run_id`, the newest whose body names that run
+        (None: records of no run, i.e. of the live system)."""
+        if run_id is ...:
+            return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
+                                   "records WHERE kind = ? ORDER BY seq DESC LIMIT 1", (kind,)),
+                        None)
+        for r in self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                            "WHERE kind = ? ORDER BY seq DESC", (kind,)):
+            if r.body.get("run_id") == run_id:
+                return r
+        return None
 
     def find(self, ref: str) -> list[Record]:
         """Every record about `ref` (a decision id, an order id, a policy-set hash), oldest
@@ -197,6 +223,14 @@ class AuditStore:
             args.append(limit)
         return list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
                                f"{where} ORDER BY seq {order} {lim}", args))
+
+    def records_after(self, seq: int, kinds: Sequence[str]) -> list[Record]:
+        """Records of `kinds` appended after record `seq`, oldest first: how projections catch
+        up with the store without reading it all again."""
+        marks = ",".join("?" * len(kinds))
+        return list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                               f"WHERE seq > ? AND kind IN ({marks}) ORDER BY seq",
+                               (seq, *kinds)))
 
     def iter_records(self, kind: str | None = None) -> Iterator[Record]:
         where = "WHERE kind = ?" if kind else ""

@@ -1,0 +1,211 @@
+"""One cycle of the engine: decide, latch, rotate, gate, queue, send, and record it all.
+
+`fugger step` runs one cycle; `fugger run` runs one per day of a replay. The cycle clock is the
+snapshots' `ts`: freshness, approval time-to-live and the latch all read it, so a replay of
+history behaves as the live system would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from engine.actions import Action
+from engine.audit.store import AuditStore
+from engine.decision import Decision
+from engine.evaluator import SafetyEvaluator
+from engine.execution import approvals
+from engine.execution import state as trading
+from engine.execution.approval_policy import ApprovalEvaluator
+from engine.execution.approvals import ApprovalItem
+from engine.execution.broker import Broker
+from engine.execution.gate import OrderIntent
+from engine.execution.gateway import Gateway, OrderOutcome, client_id
+from engine.policy.model import PolicySet
+from engine.portfolio.book import Book
+from engine.rotation import Rotation, RotationEvaluator
+from engine.timeutil import format_utc, parse_utc
+
+REBALANCE = "rebalance"
+
+#: Decides a queued item in a replay: "approved", "rejected" or None (left to expire).
+Approver = Callable[[ApprovalItem], str | None]
+
+
+class CompiledSet:
+    """A policy set compiled for cycles: safety, rotation and approval evaluators."""
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self.safety = SafetyEvaluator(policy_set)
+        self.rotation = (RotationEvaluator(policy_set)
+                         if policy_set.of_kind("RotationPolicy") else None)
+        self.approval = ApprovalEvaluator(policy_set)
+
+    def close(self) -> None:
+        self.safety.close()
+        if self.rotation:
+            self.rotation.close()
+        self.approval.close()
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    ts: str
+    decisions: Mapping[str, Decision]
+    state: trading.StateView
+    previous_state: trading.StateView
+    rotation: Rotation | None
+    rebalanced: bool
+    outcomes: tuple[OrderOutcome, ...]
+    expired: tuple[ApprovalItem, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out = {"sent": 0, "filled": 0, "denied": 0, "pending": 0, "held": 0, "expired": 0,
+               "rejected": 0, "failed": 0}
+        for o in self.outcomes:
+            key = {"pending_approval": "pending"}.get(o.status, o.status)
+            out[key] = out.get(key, 0) + 1
+            if o.status in ("filled", "sent"):
+                out["sent"] += 1 if o.status == "filled" else 0
+        out["held"] = out["pending"]
+        out["expired"] = len(self.expired)
+        return out
+
+
+def cycle_time(snapshots: Sequence[Mapping[str, Any]]) -> datetime:
+    times = []
+    for s in snapshots:
+        try:
+            times.append(parse_utc(s.get("ts")))
+        except ValueError:
+            continue
+    if not times:
+        raise ValueError("no snapshot has a usable ts: the cycle has no clock")
+    return max(times)
+
+
+def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
+              snapshots: Sequence[Mapping[str, Any]], *, run_id: str | None = None,
+              approver: Approver | None = None, approver_name: str = "replay-approver",
+              on_broker_error: Callable[[str, str], None] | None = None,
+              record_extra: Mapping[str, Any] | None = None,
+              queue: approvals.ApprovalQueue | None = None) -> CycleResult:
+    now = cycle_time(snapshots)
+    ts = format_utc(now)
+    gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
+                      on_broker_error=on_broker_error)
+    queue = queue or approvals.ApprovalQueue(store)
+    expired = tuple(approvals.expire_due(store, now, run_id, queue))
+
+    decisions: dict[str, Decision] = {}
+    batch: list[tuple[str, str, dict[str, Any]]] = []
+    for s in snapshots:
+        d = compiled.safety.decide(s, decided_at=now)
+        key = d.symbol or f"?{len(decisions)}"
+        decisions[key] = d
+        batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
+                                                  "run_id": run_id}))
+    store.append_many(batch)
+    verdicts = {sym: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
+                for sym, d in decisions.items()}
+
+    before = trading.load(store, run_id)
+    after = trading.derive(before, verdicts, ts)
+    if trading.record(store, after, before, extra={"run_id": run_id}) and \
+            after.state is trading.TradingState.HALTED:
+        gateway.cancel_open(now, after.rule or "halt")
+
+    outcomes: list[OrderOutcome] = []
+    outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id))
+
+    positions = broker.positions()
+    book = Book(cash=broker.cash(), positions=positions, as_of=ts,
+                last_rebalance=_last_rebalance(store, ts, run_id))
+    rotation = None
+    lines: list[OrderIntent] = []
+    if compiled.rotation is not None:
+        rotation = compiled.rotation.rotate(book, snapshots, ts)
+        if rotation.plan is not None:
+            lines = [OrderIntent(pl.symbol, pl.side, pl.shares, pl.price,
+                                 positions.get(pl.symbol, 0)) for pl in rotation.plan.lines]
+    lines = _with_flatten_exits(lines, decisions, positions, snapshots)
+
+    for i, order in enumerate(lines):
+        line_decision = decisions.get(order.symbol)
+        cid = client_id(line_decision.decision_id if line_decision else f"none-{ts}", i, order)
+        outcomes.append(gateway.submit(order, line_decision, after, cid=cid, now=now))
+
+    if approver is not None:
+        for o in list(outcomes):
+            if o.status != "pending_approval":
+                continue
+            item = approvals.get(store, o.client_id)
+            if item is None or not item.pending:
+                continue
+            verdict = approver(item)
+            if verdict is None:
+                continue
+            approvals.decide(store, item.item_id, outcome=verdict, by=approver_name,
+                             reason="declared replay rule", now=now)
+            if verdict == "approved":
+                outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id,
+                                               only=item.item_id))
+
+    rebalanced = bool(rotation and rotation.trigger.triggered and any(
+        o.status in ("filled", "sent") for o in outcomes))
+    if rotation is not None and rotation.trigger.triggered:
+        store.append(REBALANCE, ts, {
+            "run_id": run_id, "ts": ts, "rule": rotation.trigger.rule,
+            "source": rotation.trigger.source, "facts": dict(rotation.trigger.facts),
+            "executed": rebalanced, "targets": dict(rotation.targets.targets),
+            "summary": f"rebalance triggered by {rotation.trigger.rule}"})
+    return CycleResult(ts, decisions, after, before, rotation, rebalanced, tuple(outcomes),
+                       expired, dict(record_extra or {}))
+
+
+def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
+                   decisions: Mapping[str, Decision], view: trading.StateView, now: datetime,
+                   run_id: str | None, only: str | None = None) -> list[OrderOutcome]:
+    """Send approved orders, each checked against this cycle's decision for its symbol."""
+    out = []
+    for item in queue.approved_unsent(run_id):
+        if only is not None and item.item_id != only:
+            continue
+        positions = gateway.broker.positions()
+        order = OrderIntent(item.symbol, item.side, item.shares, item.price,
+                            positions.get(item.symbol, 0))
+        out.append(gateway.submit(order, decisions.get(item.symbol), view, cid=item.item_id,
+                                  now=now, approved_item=item.item_id))
+    return out
+
+
+def _with_flatten_exits(lines: list[OrderIntent], decisions: Mapping[str, Decision],
+                        positions: Mapping[str, int],
+                        snapshots: Sequence[Mapping[str, Any]]) -> list[OrderIntent]:
+    """Under flatten, a symbol's lines are replaced by one exit of the whole position."""
+    flatten = {sym for sym, d in decisions.items() if d.action is Action.FLATTEN}
+    if not flatten:
+        return lines
+    prices = {}
+    for s in snapshots:
+        p = s.get("price")
+        if isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0:
+            prices[str(s.get("symbol"))] = float(p)
+    kept = [o for o in lines if o.symbol not in flatten]
+    exits = [OrderIntent(sym, "SELL", positions[sym], prices[sym], positions[sym])
+             for sym in sorted(flatten) if positions.get(sym, 0) > 0 and sym in prices]
+    sells = [o for o in kept if o.side == "SELL"]
+    buys = [o for o in kept if o.side != "SELL"]
+    return exits + sells + buys
+
+
+def _last_rebalance(store: AuditStore, now_ts: str, run_id: str | None) -> str | None:
+    for r in store.records(REBALANCE, limit=200):
+        if r.body.get("run_id") == run_id and r.body.get("executed") and \
+                r.body.get("ts", "") <= now_ts:
+            return str(r.body["ts"])
+    return None

@@ -1,0 +1,175 @@
+"""The approval queue, kept in the audit store so a restart loses nothing.
+
+An item is requested once (kind `approval_requested`) and decided once (kind `approval_decided`:
+approved, rejected or expired). Deciding uses the store's atomic append-once, so two people (or
+processes) approving the same item at the same moment cannot both win.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.audit.store import AuditStore
+from engine.timeutil import format_utc, parse_utc
+
+REQUESTED = "approval_requested"
+DECIDED = "approval_decided"
+
+
+class ApprovalError(Exception):
+    """An approval that cannot be taken: unknown item, no name, already decided, expired."""
+
+
+@dataclass(frozen=True)
+class ApprovalItem:
+    item_id: str
+    symbol: str
+    side: str
+    shares: int
+    price: float
+    rule: str
+    decision_id: str
+    requested_at: str
+    expires_at: str
+    outcome: str | None = None  # approved | rejected | expired
+    decided_by: str | None = None
+    decided_at: str | None = None
+    reason: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.outcome is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def request(store: AuditStore, *, item_id: str, symbol: str, side: str, shares: int,
+            price: float, rule: str, decision_id: str, requested_at: datetime,
+            ttl_seconds: float, context: dict[str, Any] | None = None) -> ApprovalItem | None:
+    """Queue an order for a person; None when the same item is already queued."""
+    expires = datetime.fromtimestamp(requested_at.timestamp() + ttl_seconds,
+                                     tz=requested_at.tzinfo)
+    body = {"item_id": item_id, "symbol": symbol, "side": side, "shares": shares,
+            "price": price, "rule": rule, "decision_id": decision_id,
+            "requested_at": format_utc(requested_at), "expires_at": format_utc(expires),
+            "summary": f"{side} {shares} {symbol} waits for approval ({rule})",
+            **(context or {})}
+    rec = store.append_once(REQUESTED, item_id, body, unless=(REQUESTED,))
+    return _item(body) if rec else None
+
+
+def decide(store: AuditStore, item_id: str, *, outcome: str, by: str, reason: str = "",
+           now: datetime) -> ApprovalItem:
+    """Approve or reject a pending item, exactly once."""
+    if outcome not in ("approved", "rejected", "expired"):
+        raise ValueError(f"unknown outcome {outcome!r}")
+    if not by.strip():
+        raise ApprovalError("an approval needs the name of the person taking it (--by)")
+    item = get(store, item_id)
+    if item is None:
+        raise ApprovalError(f"no approval item {item_id!r}")
+    if not item.pending:
+        raise ApprovalError(f"item {item_id} was already {item.outcome} by {item.decided_by} "
+                            f"at {item.decided_at}")
+    if outcome != "expired" and parse_utc(item.expires_at) <= now:
+        expire_due(store, now)
+        raise ApprovalError(f"item {item_id} expired at {item.expires_at}; it was rejected "
+                            "automatically")
+    body = {"item_id": item_id, "outcome": outcome, "by": by, "reason": reason,
+            "at": format_utc(now),
+            "summary": f"{outcome} by {by}" + (f": {reason}" if reason else "")}
+    if store.append_once(DECIDED, item_id, body, unless=(DECIDED,)) is None:
+        latest = get(store, item_id)
+        who = f" by {latest.decided_by}" if latest and latest.decided_by else ""
+        raise ApprovalError(f"item {item_id} was decided{who} a moment ago")
+    decided = get(store, item_id)
+    assert decided is not None
+    return decided
+
+
+def expire_due(store: AuditStore, now: datetime,
+               run_id: str | object | None = ...,
+               queue: ApprovalQueue | None = None) -> list[ApprovalItem]:
+    """Reject, as expired, every pending item past its time-to-live."""
+    queue = queue or ApprovalQueue(store)
+    out = []
+    for item in queue.pending(run_id):
+        if parse_utc(item.expires_at) <= now:
+            body = {"item_id": item.item_id, "outcome": "expired", "by": "fuggerbot",
+                    "reason": f"not decided before {item.expires_at}", "at": format_utc(now),
+                    "summary": "expired unapproved"}
+            if store.append_once(DECIDED, item.item_id, body, unless=(DECIDED,)):
+                expired = get(store, item.item_id)
+                if expired is not None:
+                    out.append(expired)
+    return out
+
+
+def get(store: AuditStore, item_id: str) -> ApprovalItem | None:
+    rows = store.find(item_id)
+    req = next((r for r in rows if r.kind == REQUESTED), None)
+    if req is None:
+        return None
+    item = _item(req.body)
+    dec = next((r for r in rows if r.kind == DECIDED), None)
+    if dec is not None:
+        item = _decided(item, dec.body)
+    return item
+
+
+def pending(store: AuditStore, run_id: str | object | None = ...) -> list[ApprovalItem]:
+    """Undecided items, oldest first; with `run_id`, only that run's (None: the live system)."""
+    return ApprovalQueue(store).pending(run_id)
+
+
+class ApprovalQueue:
+    """A projection of the queue, caught up from the store by record number, so a long run
+    reads each record once. The store stays the truth: deciding goes through append-once."""
+
+    KINDS = (REQUESTED, DECIDED, "order")
+
+    def __init__(self, store: AuditStore) -> None:
+        self.store = store
+        self._seq = 0
+        self._items: dict[str, ApprovalItem] = {}
+        self._runs: dict[str, object] = {}
+        self._used: set[str] = set()
+
+    def refresh(self) -> None:
+        for r in self.store.records_after(self._seq, self.KINDS):
+            self._seq = r.seq
+            if r.kind == REQUESTED:
+                self._items[r.ref] = _item(r.body)
+                self._runs[r.ref] = r.body.get("run_id")
+            elif r.kind == DECIDED and r.ref in self._items:
+                self._items[r.ref] = _decided(self._items[r.ref], r.body)
+            elif r.kind == "order" and r.body.get("status") != "pending_approval":
+                self._used.add(r.ref)
+
+    def pending(self, run_id: str | object | None = ...) -> list[ApprovalItem]:
+        self.refresh()
+        return [i for k, i in self._items.items()
+                if i.pending and (run_id is ... or self._runs.get(k) == run_id)]
+
+    def approved_unsent(self, run_id: str | object | None = ...) -> list[ApprovalItem]:
+        """Approved items whose order has not gone through the gate again yet."""
+        self.refresh()
+        return [i for k, i in self._items.items()
+                if i.outcome == "approved" and k not in self._used
+                and (run_id is ... or self._runs.get(k) == run_id)]
+
+
+def _decided(item: ApprovalItem, body: dict[str, Any]) -> ApprovalItem:
+    return ApprovalItem(**{**item.to_json(), "outcome": body["outcome"],
+                           "decided_by": body.get("by"), "decided_at": body.get("at"),
+                           "reason": body.get("reason", "")})
+
+
+def _item(body: dict[str, Any]) -> ApprovalItem:
+    return ApprovalItem(item_id=body["item_id"], symbol=body["symbol"], side=body["side"],
+                        shares=int(body["shares"]), price=float(body["price"]),
+                        rule=body["rule"], decision_id=body["decision_id"],
+                        requested_at=body["requested_at"], expires_at=body["expires_at"])

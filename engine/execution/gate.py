@@ -1,0 +1,78 @@
+"""The one gate every order passes: a pure verdict from the decision, the trading state and
+the approval policy. There is no argument, flag or variable that skips it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.actions import Action
+from engine.decision import Decision
+from engine.execution.approval_policy import ApprovalEvaluator
+from engine.execution.state import StateView, TradingState
+
+
+class Verdict(StrEnum):
+    SEND = "send"
+    DENIED = "denied"
+    PENDING_APPROVAL = "pending_approval"
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    symbol: str
+    side: str  # BUY | SELL
+    shares: int
+    price: float
+    held_shares: int  # what the book holds of the symbol before this order
+
+    @property
+    def opens(self) -> bool:
+        """Long-only book: a buy opens or grows a position, a sell reduces one."""
+        return self.side == "BUY"
+
+    @property
+    def notional(self) -> float:
+        return abs(self.shares * self.price)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    verdict: Verdict
+    rule: str | None
+    reason: str
+
+
+def gate(order: OrderIntent, decision: Decision | None, state: StateView,
+         approvals: ApprovalEvaluator, *, approved: bool = False) -> GateResult:
+    """Whether `order` may go out now. `approved`: a person approved this very order; it
+    still has to pass the rails as they are now."""
+    if decision is None or decision.symbol != order.symbol:
+        return GateResult(Verdict.DENIED, "decision-missing",
+                          f"no safety decision for {order.symbol} in this cycle")
+    rule = decision.deciding_rule.rule if decision.deciding_rule else None
+    if state.state is TradingState.HALTED:
+        return GateResult(Verdict.DENIED, state.rule or rule or "halt-latched",
+                          f"trading is halted since {state.since} ({state.reason}); "
+                          "a person must resume it")
+    action = decision.action
+    if action is Action.HALT:
+        return GateResult(Verdict.DENIED, rule, "the rails halt this symbol")
+    if order.opens and action in (Action.FLATTEN, Action.BLOCK_NEW):
+        return GateResult(Verdict.DENIED, rule,
+                          f"{action.value}: orders that open or grow a position are denied")
+    if order.opens and action is Action.WAIT_CONFIRMATION and not approved:
+        return GateResult(Verdict.PENDING_APPROVAL, rule,
+                          "held until a clear evaluation or a person's approval")
+    if approved:
+        return GateResult(Verdict.SEND, None, "approved, and the rails allow it now")
+    need = approvals.need({
+        "order_notional": order.notional,
+        "order_opens": order.opens,
+        "symbol_held": order.held_shares > 0,
+        "safety_action": action.value,
+    })
+    if need.required:
+        return GateResult(Verdict.PENDING_APPROVAL, need.rule,
+                          f"the approval policy ({approvals.mode}) asks for a person")
+    return GateResult(Verdict.SEND, None, "the rails and the approval policy allow it")

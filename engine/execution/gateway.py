@@ -1,0 +1,176 @@
+"""Sending orders: through the gate, into the approval queue or out to the broker, each step
+recorded in the audit store with its safety context before and after it happens.
+
+Exactly once: an order's client id derives from its decision and plan line. Before the broker
+is called an `order` record with status `submitting` is committed; after a crash, `reconcile`
+asks the broker what became of every order left in that state, and the broker itself refuses a
+second order with a client id it has seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from engine.audit.store import AuditStore
+from engine.decision import Decision
+from engine.execution import approvals
+from engine.execution.approval_policy import ApprovalEvaluator
+from engine.execution.broker import Broker, BrokerError, BrokerOrder, OrderRequest, Side
+from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
+from engine.execution.state import StateView
+from engine.timeutil import format_utc
+
+ORDER = "order"
+MAX_TRIES = 3
+
+
+def client_id(decision_id: str, line_no: int, order: OrderIntent) -> str:
+    text = f"{decision_id}|{line_no}|{order.symbol}|{order.side}|{order.shares}"
+    return "o-" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class OrderOutcome:
+    client_id: str
+    order: OrderIntent
+    status: str  # filled | sent | denied | pending_approval | rejected | failed
+    rule: str | None
+    reason: str
+    broker_order: BrokerOrder | None = None
+
+
+class Gateway:
+    def __init__(self, store: AuditStore, broker: Broker, approval: ApprovalEvaluator, *,
+                 run_id: str | None = None, retry_sleep: Callable[[float], None] = time.sleep,
+                 on_broker_error: Callable[[str, str], None] | None = None) -> None:
+        self.store = store
+        self.broker = broker
+        self.approval = approval
+        self.run_id = run_id
+        self._sleep = retry_sleep
+        self._on_broker_error = on_broker_error
+
+    def submit(self, order: OrderIntent, decision: Decision | None, state: StateView, *,
+               cid: str, now: datetime, approved_item: str | None = None) -> OrderOutcome:
+        """The one way an order reaches the broker."""
+        result = gate(order, decision, state, self.approval,
+                      approved=approved_item is not None)
+        if result.verdict is Verdict.DENIED:
+            self._record(cid, order, "denied", result, decision, now)
+            return OrderOutcome(cid, order, "denied", result.rule, result.reason)
+        if result.verdict is Verdict.PENDING_APPROVAL:
+            assert decision is not None
+            approvals.request(self.store, item_id=cid, symbol=order.symbol, side=order.side,
+                              shares=order.shares, price=order.price, rule=result.rule or "",
+                              decision_id=decision.decision_id, requested_at=now,
+                              ttl_seconds=self.approval.ttl_seconds,
+                              context=self._context(decision, order))
+            self._record(cid, order, "pending_approval", result, decision, now)
+            return OrderOutcome(cid, order, "pending_approval", result.rule, result.reason)
+        return self._send(cid, order, result, decision, now)
+
+    def _send(self, cid: str, order: OrderIntent, result: GateResult,
+              decision: Decision | None, now: datetime) -> OrderOutcome:
+        self._record(cid, order, "submitting", result, decision, now)
+        request = OrderRequest(cid, order.symbol, Side(order.side), order.shares, order.price)
+        last_error = ""
+        for attempt in range(1, MAX_TRIES + 1):
+            try:
+                placed = self.broker.submit(request)
+                break
+            except BrokerError as e:
+                last_error = str(e)
+                if attempt < MAX_TRIES:
+                    self._sleep(0.05 * 2 ** (attempt - 1))
+        else:
+            failed = GateResult(result.verdict, "broker-error", last_error)
+            self._record(cid, order, "failed", failed, decision, now,
+                         extra={"error": last_error, "tries": MAX_TRIES})
+            if self._on_broker_error is not None:
+                self._on_broker_error(cid, last_error)
+            return OrderOutcome(cid, order, "failed", "broker-error", last_error)
+        return self._placed(cid, order, placed, result, decision, now)
+
+    def _placed(self, cid: str, order: OrderIntent, placed: BrokerOrder, result: GateResult,
+                decision: Decision | None, now: datetime) -> OrderOutcome:
+        status = {"filled": "filled", "open": "sent", "rejected": "rejected",
+                  "cancelled": "cancelled"}.get(placed.status.value, placed.status.value)
+        rule = "broker-rejected" if status == "rejected" else result.rule
+        self._record(cid, order, status, GateResult(result.verdict, rule, placed.reason or
+                                                    result.reason), decision, now,
+                     extra={"broker_order_id": placed.broker_order_id,
+                            "fill_price": placed.fill_price, "commission": placed.commission})
+        return OrderOutcome(cid, order, status, rule, placed.reason or result.reason, placed)
+
+    def cancel_open(self, now: datetime, reason: str) -> list[str]:
+        """Cancel every open order at the broker (entering a halt)."""
+        cancelled = []
+        for o in self.broker.open_orders():
+            done = self.broker.cancel(o.client_id)
+            self.store.append(ORDER, o.client_id, {
+                "run_id": self.run_id, "ts": format_utc(now), "client_id": o.client_id,
+                "symbol": o.symbol, "side": o.side.value, "shares": o.shares,
+                "status": "cancelled", "rule": reason, "reason": reason,
+                "broker_status": done.status.value, "summary": f"cancelled: {reason}"})
+            cancelled.append(o.client_id)
+        return cancelled
+
+    def _context(self, decision: Decision | None, order: OrderIntent) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "decision_id": decision.decision_id if decision else None,
+            "action": decision.action.value if decision else None,
+            "deciding_rule": (decision.deciding_rule.rule if decision and decision.deciding_rule
+                              else None),
+            "facts_hash": decision.facts_hash if decision else None,
+            "policy_hash": decision.policy_set_hash if decision else None,
+        }
+
+    def _record(self, cid: str, order: OrderIntent, status: str, result: GateResult,
+                decision: Decision | None, now: datetime,
+                extra: dict[str, Any] | None = None) -> None:
+        body: dict[str, Any] = {
+            "ts": format_utc(now), "client_id": cid, "symbol": order.symbol,
+            "side": order.side, "shares": order.shares, "price": order.price,
+            "status": status, "rule": result.rule, "reason": result.reason,
+            **self._context(decision, order),
+            "summary": f"{order.side} {order.shares} {order.symbol} @ {order.price:g}: {status}"
+                       + (f" ({result.rule})" if result.rule else ""),
+            **(extra or {}),
+        }
+        self.store.append(ORDER, cid, body)
+
+
+def latest_status(store: AuditStore, cid: str) -> str | None:
+    rows = [r for r in store.find(cid) if r.kind == ORDER]
+    return str(rows[-1].body.get("status")) if rows else None
+
+
+def reconcile(store: AuditStore, broker: Broker) -> list[tuple[str, str]]:
+    """Settle orders a crash left at `submitting`: record what the broker says became of them.
+    An order the broker never received is recorded as `failed` and is not sent again: the next
+    cycle plans afresh from the broker's book."""
+    settled = []
+    latest: dict[str, dict[str, Any]] = {}
+    for r in store.iter_records(ORDER):
+        latest[r.ref] = r.body
+    for cid, body in latest.items():
+        if body.get("status") != "submitting":
+            continue
+        placed = broker.order(cid)
+        if placed is None:
+            status, note = "failed", "the broker never received it (process stopped first)"
+        else:
+            status = {"filled": "filled", "open": "sent"}.get(placed.status.value,
+                                                             placed.status.value)
+            note = "settled after a restart from the broker's record"
+        store.append(ORDER, cid, {**body, "status": status, "reason": note,
+                                  "summary": f"{body.get('side')} {body.get('shares')} "
+                                             f"{body.get('symbol')}: {status} ({note})"})
+        settled.append((cid, status))
+    return settled

@@ -1,0 +1,145 @@
+"""Portfolio rotation under a RotationPolicy: targets, the rebalance trigger, the plan.
+
+The trigger rules read derived facts (weight_drift, relative_drift, days_since_rebalance,
+book_empty) and are evaluated in durable-rules like every other rule. Facts that cannot be
+derived (a held symbol without a price) fail closed: no rebalance, and the reason is named.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from engine.policy.model import Policy, PolicySet
+from engine.portfolio.book import Book
+from engine.portfolio.config import ConstructionConfig, SizingConfig
+from engine.portfolio.constructor import TargetResult, build_targets
+from engine.portfolio.drift import current_weights, relative_drift, trigger_facts, weight_drift
+from engine.portfolio.planner import Plan, plan_trades
+from engine.rules.compiled_policy import CompiledPolicy
+
+FORECAST_FACTS = ("price", "expected_return", "volatility", "frs")
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    construction: ConstructionConfig
+    sizing: SizingConfig
+    band: float
+
+
+def rotation_config(policy: Policy) -> RotationConfig:
+    spec = policy.spec
+    c = dict(spec.get("construction", {}))
+    eligibility = c.pop("eligibility", {})
+    construction = ConstructionConfig(**c, **eligibility)
+    sizing = SizingConfig(**spec.get("sizing", {}))
+    return RotationConfig(construction, sizing, float(spec.get("band", 0.05)))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    triggered: bool
+    rule: str | None
+    source: str | None
+    fired: tuple[str, ...]
+    facts: Mapping[str, Any]
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Everything a rotation cycle decided, for display, the audit and the planner."""
+
+    targets: TargetResult
+    weights: Mapping[str, float]
+    weight_drift: Mapping[str, float]
+    relative_drift: Mapping[str, float]
+    trigger: Trigger
+    plan: Plan | None
+    prices: Mapping[str, float | None] = field(default_factory=dict)
+
+
+class RotationEvaluator:
+    def __init__(self, policy_set: PolicySet) -> None:
+        policies = policy_set.of_kind("RotationPolicy")
+        if len(policies) != 1:
+            raise ValueError("rotation needs exactly one RotationPolicy in the policy set, found "
+                             f"{len(policies)}")
+        self.policy = policies[0]
+        self.config = rotation_config(self.policy)
+        self._compiled = CompiledPolicy(self.policy)
+
+    def rotate(self, book: Book, snapshots: Sequence[Mapping[str, Any]], now_ts: str) -> Rotation:
+        forecasts = forecast_frame(snapshots)
+        prices = {str(r["symbol"]): _price(r.get("price")) for r in forecasts.to_dict("records")}
+        targets = build_targets(forecasts, self.config.construction)
+        weights: dict[str, float] = {}
+        wd: dict[str, float] = {}
+        rd: dict[str, float] = {}
+        try:
+            weights = current_weights(book, prices)
+            if not targets.hold:
+                wd = weight_drift(weights, targets.targets)
+                rd = relative_drift(weights, targets.targets)
+        except ValueError:
+            pass
+        trigger = self._trigger(book, prices, targets, now_ts)
+        plan = None
+        if trigger.triggered:
+            plan = plan_trades(book, prices, targets.targets, self.config.sizing,
+                               self.config.construction, band=self.config.band)
+        return Rotation(targets, weights, wd, rd, trigger, plan, prices)
+
+    def _trigger(self, book: Book, prices: Mapping[str, float | None], targets: TargetResult,
+                 now_ts: str) -> Trigger:
+        if targets.hold:
+            return Trigger(False, None, None, (), {}, "no symbol qualifies; the book is held "
+                                                       "as it is (on_no_eligible: hold)")
+        try:
+            facts = trigger_facts(book, prices, targets.targets, now_ts)
+        except ValueError as e:
+            return Trigger(False, "fact-invalid:rotation", self.policy.path, (), {},
+                           f"rotation facts cannot be derived, nothing is traded: {e}")
+        outcome = self._compiled.evaluate(facts)
+        fired = tuple(r.id for r in outcome.fired)
+        if outcome.problems:
+            p = outcome.problems[0]
+            return Trigger(False, p.rule_name, outcome.deciding_source, fired, facts,
+                           f"{p.detail}; nothing is traded")
+        if outcome.fired:
+            r = outcome.fired[0]
+            return Trigger(True, r.id, r.source, fired, facts, r.description or r.id)
+        return Trigger(False, None, None, (), facts, "every weight is inside its band")
+
+    def close(self) -> None:
+        self._compiled.close()
+
+
+def forecast_frame(snapshots: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per symbol (the last snapshot of each), with plain values of the forecast
+    facts; a value that is not a plain number stays as it is, for the constructor to refuse."""
+    rows: dict[str, dict[str, Any]] = {}
+    for s in snapshots:
+        sym = s.get("symbol")
+        if not isinstance(sym, str):
+            continue
+        row: dict[str, Any] = {"symbol": sym}
+        for name in FORECAST_FACTS:
+            v = s.get(name)
+            row[name] = v.get("value") if isinstance(v, Mapping) else v
+        rows[sym] = row
+    frame = pd.DataFrame([rows[k] for k in sorted(rows)],
+                         columns=["symbol", *FORECAST_FACTS])
+    return frame
+
+
+def _price(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) and f > 0 else None
