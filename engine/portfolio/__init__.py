@@ -1,0 +1,1 @@
+"""Portfolio construction: targets from forecasts, weight drift, trade plans and their gating."""
