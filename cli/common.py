@@ -13,8 +13,10 @@ from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output keeps ids whole and tables readable: rich would otherwise assume 80 columns.
+_WIDTH = None if sys.stdout.isatty() else 160
+out = Console(highlight=False, width=_WIDTH)
+err = Console(stderr=True, highlight=False, width=_WIDTH)
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2

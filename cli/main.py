@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from cli import audit_cmds, policy_cmds
+from cli import audit_cmds, exec_cmds, policy_cmds, run_cmd, tooling_cmds
 
 app = typer.Typer(
     name="fugger",
@@ -20,7 +20,15 @@ app = typer.Typer(
 app.command("validate")(policy_cmds.validate)
 app.command("eval")(policy_cmds.eval_cmd)
 app.command("explain")(policy_cmds.explain)
+app.command("test")(tooling_cmds.test_cmd)
+app.command("lint")(tooling_cmds.lint_cmd)
+app.command("diff")(tooling_cmds.diff_cmd)
 app.add_typer(audit_cmds.app, name="audit")
+app.command("run")(run_cmd.run)
+app.command("step")(exec_cmds.step)
+app.command("resume")(exec_cmds.resume)
+app.add_typer(exec_cmds.paper_app, name="paper")
+app.add_typer(exec_cmds.approvals_app, name="approvals")
 
 
 def main() -> None:

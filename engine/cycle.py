@@ -100,6 +100,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
                       on_broker_error=on_broker_error)
     queue = queue or approvals.ApprovalQueue(store)
     expired = tuple(approvals.expire_due(store, now, run_id, queue))
+    for item in expired:
+        gateway.record_closed(item, now)
 
     decisions: dict[str, Decision] = {}
     batch: list[tuple[str, str, dict[str, Any]]] = []
@@ -143,17 +145,19 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
         for o in list(outcomes):
             if o.status != "pending_approval":
                 continue
-            item = approvals.get(store, o.client_id)
-            if item is None or not item.pending:
+            queued = approvals.get(store, o.client_id)
+            if queued is None or not queued.pending:
                 continue
-            verdict = approver(item)
+            verdict = approver(queued)
             if verdict is None:
                 continue
-            approvals.decide(store, item.item_id, outcome=verdict, by=approver_name,
-                             reason="declared replay rule", now=now)
+            closed = approvals.decide(store, queued.item_id, outcome=verdict, by=approver_name,
+                                      reason="declared replay rule", now=now)
+            if verdict == "rejected":
+                gateway.record_closed(closed, now)
             if verdict == "approved":
                 outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id,
-                                               only=item.item_id))
+                                               only=queued.item_id))
 
     rebalanced = bool(rotation and rotation.trigger.triggered and any(
         o.status in ("filled", "sent") for o in outcomes))

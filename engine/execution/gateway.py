@@ -58,6 +58,12 @@ class Gateway:
     def submit(self, order: OrderIntent, decision: Decision | None, state: StateView, *,
                cid: str, now: datetime, approved_item: str | None = None) -> OrderOutcome:
         """The one way an order reaches the broker."""
+        if approved_item is not None:
+            item = approvals.get(self.store, approved_item)
+            who = f" by {item.decided_by}" if item and item.decided_by else ""
+            self._record(cid, order, "approved", GateResult(Verdict.SEND, item.rule if item
+                                                            else None, f"approved{who}"),
+                         decision, now, extra={"approved_by": item.decided_by if item else None})
         result = gate(order, decision, state, self.approval,
                       approved=approved_item is not None)
         if result.verdict is Verdict.DENIED:
@@ -106,6 +112,17 @@ class Gateway:
                      extra={"broker_order_id": placed.broker_order_id,
                             "fill_price": placed.fill_price, "commission": placed.commission})
         return OrderOutcome(cid, order, status, rule, placed.reason or result.reason, placed)
+
+    def record_closed(self, item: approvals.ApprovalItem, now: datetime) -> None:
+        """Put an approval item's end (expired or rejected) into the execution log."""
+        order = OrderIntent(item.symbol, item.side, item.shares, item.price, 0)
+        self.store.append(ORDER, item.item_id, {
+            "run_id": self.run_id, "ts": format_utc(now), "client_id": item.item_id,
+            "symbol": item.symbol, "side": item.side, "shares": item.shares,
+            "price": item.price, "status": item.outcome, "rule": item.rule,
+            "reason": item.reason, "decision_id": item.decision_id,
+            "summary": f"{order.side} {order.shares} {order.symbol}: {item.outcome}"
+                       + (f" by {item.decided_by}" if item.decided_by else "")})
 
     def cancel_open(self, now: datetime, reason: str) -> list[str]:
         """Cancel every open order at the broker (entering a halt)."""

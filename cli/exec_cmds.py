@@ -1,0 +1,284 @@
+"""paper, approvals, resume and step: running the book from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cli.common import Format, fail, load_policies, out
+from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.cycle import CompiledSet, CycleResult, run_cycle
+from engine.execution import approvals
+from engine.execution import state as trading
+from engine.execution.gateway import reconcile
+from engine.execution.paper import PaperAccountError, PaperBroker, init_account
+from engine.factsource import FactsError, read_snapshots
+from engine.portfolio.book import BookError, load_book
+from engine.timeutil import format_utc, utc_now
+
+DEFAULT_BROKER = ".fugger/paper.db"
+
+paper_app = typer.Typer(help="The embedded paper broker: an account in one SQLite file.",
+                        no_args_is_help=True)
+approvals_app = typer.Typer(help="Orders waiting for a person: list, approve, reject.",
+                            no_args_is_help=True)
+
+AuditOpt = Annotated[str, typer.Option("--audit", metavar="DB", help="The audit store.")]
+BrokerOpt = Annotated[str, typer.Option("--broker", metavar="DB",
+                                        help="The paper account file.")]
+
+
+def _store(path: str, create: bool = True) -> AuditStore:
+    try:
+        return AuditStore(path, create=create)
+    except AuditError as e:
+        fail(str(e))
+
+
+def _broker(path: str, **settings: Any) -> PaperBroker:
+    if not Path(path).exists():
+        fail(f"{path}: no paper account; create one with: fugger paper init --cash 1000000")
+    try:
+        return PaperBroker(path, **settings)
+    except (PaperAccountError, ValueError) as e:
+        fail(str(e))
+
+
+@paper_app.command("init")
+def paper_init(
+    cash: Annotated[float, typer.Option(help="Starting cash.", min=0)],
+    positions: Annotated[str | None, typer.Option(metavar="FILE", help="A book file (YAML or "
+                                                  "JSON with cash and positions) to start "
+                                                  "from; its positions are used.")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated tradable symbols; "
+                                                "default: any.")] = None,
+    broker: BrokerOpt = DEFAULT_BROKER,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing account.")] = False,
+) -> None:
+    """Create the paper account."""
+    held: dict[str, int] = {}
+    if positions:
+        try:
+            held = dict(load_book(positions).positions)
+        except BookError as e:
+            fail(str(e))
+    tradable = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    try:
+        Path(broker).parent.mkdir(parents=True, exist_ok=True)
+        init_account(broker, cash, held, tradable, overwrite=force)
+    except (PaperAccountError, ValueError) as e:
+        fail(str(e))
+    out.print(f"paper account {broker}: cash {cash:,.2f}, "
+              f"{len(held)} position(s), symbols {', '.join(tradable) if tradable else 'any'}")
+
+
+@paper_app.command("show")
+def paper_show(broker: BrokerOpt = DEFAULT_BROKER,
+               fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+               orders: Annotated[int, typer.Option(help="How many recent orders.")] = 20) -> None:
+    """Cash, positions and the latest orders of the paper account."""
+    summary = _broker(broker).account_summary()
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps({
+            "cash": summary.cash, "positions": summary.positions,
+            "symbols": summary.symbols,
+            "orders": [{"client_id": o.client_id, "symbol": o.symbol, "side": o.side.value,
+                        "shares": o.shares, "status": o.status.value,
+                        "fill_price": o.fill_price, "commission": o.commission,
+                        "reason": o.reason, "submitted_at": o.submitted_at}
+                       for o in summary.orders]}) + "\n")
+        return
+    out.print(f"paper account {broker}: cash {summary.cash:,.2f}")
+    table = Table("symbol", "shares", title="positions", title_justify="left")
+    for sym, n in sorted(summary.positions.items()):
+        table.add_row(sym, str(n))
+    out.print(table)
+    recent = Table("client id", "symbol", "side", "shares", "status", "fill", "reason",
+                   title=f"last {orders} orders", title_justify="left")
+    for o in summary.orders[-orders:]:
+        recent.add_row(o.client_id, o.symbol, o.side.value, str(o.shares), o.status.value,
+                       f"{o.fill_price:g}" if o.fill_price else "-", o.reason or "")
+    out.print(recent)
+
+
+@approvals_app.command("list")
+def approvals_list(audit: AuditOpt = DEFAULT_PATH,
+                   all_items: Annotated[bool, typer.Option("--all", help="Decided items "
+                                                           "too.")] = False,
+                   fmt: Annotated[Format, typer.Option("--format")] = Format.text) -> None:
+    """Orders waiting for approval (expired ones are rejected first, and recorded)."""
+    with _store(audit, create=False) as store:
+        approvals.expire_due(store, utc_now())
+        queue = approvals.ApprovalQueue(store)
+        queue.refresh()
+        items = ([i for i in (approvals.get(store, k) for k in queue._items) if i]
+                 if all_items else queue.pending())
+    if fmt is Format.json:
+        for i in items:
+            sys.stdout.write(json.dumps(i.to_json()) + "\n")
+        return
+    if not items:
+        out.print("no order is waiting for approval")
+        return
+    table = Table("id", "order", "rule", "requested", "expires", "outcome",
+                  title="approval queue", title_justify="left")
+    for i in items:
+        table.add_row(i.item_id, f"{i.side} {i.shares} {i.symbol} @ {i.price:g}", i.rule,
+                      i.requested_at, i.expires_at,
+                      f"{i.outcome} by {i.decided_by}" if i.outcome else "pending")
+    out.print(table)
+
+
+def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str) -> None:
+    if not by.strip():
+        fail("--by NAME is required: every approval names the person who took it", 2)
+    with _store(audit, create=False) as store:
+        try:
+            item = approvals.decide(store, item_id, outcome=outcome, by=by, reason=reason,
+                                    now=utc_now())
+        except approvals.ApprovalError as e:
+            fail(str(e))
+        if outcome == "rejected":
+            record_rejection(store, item)
+    out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by {by}"
+              + ("; it is sent by the next cycle if the rails still allow it"
+                 if outcome == "approved" else ""))
+
+
+@approvals_app.command("approve")
+def approve(item_id: Annotated[str, typer.Argument(metavar="ID")],
+            by: Annotated[str, typer.Option("--by", help="Who approves.")] = "",
+            reason: Annotated[str, typer.Option(help="Why.")] = "",
+            audit: AuditOpt = DEFAULT_PATH) -> None:
+    """Approve a waiting order. It is still checked against the rails before it is sent."""
+    _decide(item_id, "approved", by, reason, audit)
+
+
+@approvals_app.command("reject")
+def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
+           by: Annotated[str, typer.Option("--by", help="Who rejects.")] = "",
+           reason: Annotated[str, typer.Option(help="Why.")] = "",
+           audit: AuditOpt = DEFAULT_PATH) -> None:
+    """Reject a waiting order."""
+    _decide(item_id, "rejected", by, reason, audit)
+
+
+def record_rejection(store: AuditStore, item: approvals.ApprovalItem) -> None:
+    from engine.execution.gateway import ORDER
+    store.append(ORDER, item.item_id, {
+        "ts": item.decided_at, "client_id": item.item_id, "symbol": item.symbol,
+        "side": item.side, "shares": item.shares, "price": item.price, "status": "rejected",
+        "rule": item.rule, "reason": item.reason, "decision_id": item.decision_id,
+        "summary": f"{item.side} {item.shares} {item.symbol}: rejected by {item.decided_by}"})
+
+
+def resume(by: Annotated[str, typer.Option("--by", help="Who resumes trading.")] = "",
+           reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "",
+           audit: AuditOpt = DEFAULT_PATH) -> None:
+    """Lift a latched halt. Refused while a halting rule still fires in the latest decisions."""
+    with _store(audit, create=False) as store:
+        current = trading.load(store)
+        verdicts = _latest_verdicts(store)
+        try:
+            view = trading.resume(current, verdicts, by=by, reason=reason,
+                                  ts=format_utc(utc_now()))
+        except trading.ResumeRefused as e:
+            fail(f"resume refused: {e}")
+        trading.record(store, view, current, extra={"run_id": None, "by": by})
+    out.print(f"trading resumed by {by}: {reason}")
+
+
+def _latest_verdicts(store: AuditStore) -> dict[str, tuple[Any, str | None]]:
+    from engine.actions import Action
+    verdicts: dict[str, tuple[Action, str | None]] = {}
+    latest_ts: str | None = None
+    for r in store.records("decision", limit=2000):
+        if r.body.get("run_id") is not None:
+            continue
+        d = r.body.get("decision", {})
+        ts = d.get("ts")
+        latest_ts = latest_ts or ts
+        if ts != latest_ts:
+            break
+        rule = (d.get("deciding_rule") or {}).get("rule")
+        verdicts.setdefault(str(d.get("symbol")), (Action(d["action"]), rule))
+    return verdicts
+
+
+def step(
+    policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR")] = "policies",
+    facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
+                                       help="This cycle's snapshots, one per symbol.")] = "-",
+    audit: AuditOpt = DEFAULT_PATH,
+    broker: BrokerOpt = DEFAULT_BROKER,
+    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+) -> None:
+    """One cycle: decide, plan from the broker's book, gate, queue, send. Prints each order
+    with its status and the rule behind it."""
+    ps = load_policies([policies])
+    try:
+        snaps = [s.data for s in read_snapshots(facts)]
+    except FactsError as e:
+        fail("\n".join(e.messages))
+    if not snaps:
+        fail(f"{facts}: no snapshot to decide on")
+    paper = _broker(broker)
+    try:
+        compiled = CompiledSet(ps)
+    except ValueError as e:
+        fail(str(e))
+    with _store(audit) as store:
+        store.record_activation(ps)
+        settled = reconcile(store, paper)
+        try:
+            result = run_cycle(compiled, store, paper, snaps)
+        except ValueError as e:
+            fail(str(e))
+    _print_cycle(result, settled, fmt)
+
+
+def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Format) -> None:
+    rows = [{"client_id": o.client_id, "symbol": o.order.symbol, "side": o.order.side,
+             "shares": o.order.shares, "price": o.order.price, "status": o.status,
+             "rule": o.rule, "reason": o.reason} for o in result.outcomes]
+    rot = result.rotation
+    doc: dict[str, Any] = {
+        "ts": result.ts,
+        "trading_state": result.state.to_json(),
+        "decisions": {s: {"decision_id": d.decision_id, "action": d.action.value,
+                          "rule": d.deciding_rule.rule if d.deciding_rule else None}
+                      for s, d in result.decisions.items()},
+        "rebalance": ({"triggered": rot.trigger.triggered, "rule": rot.trigger.rule,
+                       "source": rot.trigger.source, "reason": rot.trigger.reason}
+                      if rot else None),
+        "orders": rows,
+        "expired": [i.item_id for i in result.expired],
+        "settled_after_restart": [{"client_id": c, "status": s} for c, s in settled],
+    }
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    out.print(f"cycle {result.ts}: trading {result.state.state.value}"
+              + (f" ({result.state.reason})" if result.state.reason else ""))
+    for sym, d in doc["decisions"].items():
+        out.print(f"  {sym}: {d['action']}" + (f" by {d['rule']}" if d["rule"] else ""))
+    if rot:
+        out.print(f"rebalance: {'yes' if rot.trigger.triggered else 'no'}"
+                  + (f" ({rot.trigger.rule})" if rot.trigger.rule else "")
+                  + f": {rot.trigger.reason}")
+    for c, s in settled:
+        out.print(f"settled after restart: {c} -> {s}")
+    if not rows:
+        out.print("no order")
+        return
+    table = Table("order", "symbol", "side", "shares", "price", "status", "rule",
+                  title="orders", title_justify="left")
+    for r in rows:
+        table.add_row(str(r["client_id"]), str(r["symbol"]), str(r["side"]), str(r["shares"]),
+                      f"{r['price']:g}", str(r["status"]), str(r["rule"] or "-"))
+    out.print(table)

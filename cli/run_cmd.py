@@ -1,0 +1,177 @@
+"""fugger run: the main job, a replay of history through the whole engine."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from cli.common import Format, err, fail, load_policies, out
+from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.cycle import CompiledSet
+from engine.factsource import FactsError, read_snapshots
+from engine.monitoring.sink_config import SinkConfigError, load_sinks
+from engine.monitoring.summary import summarize
+from engine.policy.watch import PolicyWatcher, WatchEvent
+from engine.portfolio.book import BookError, load_book
+from engine.replay import ApprovalRule, Replay, ReplayConfig, ReplayProgress, ResumeRule
+
+DEFAULT_APPROVED = "new-symbol-approval,large-order-approval"
+
+
+def run(
+    policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR",
+                                          help="The policy set; watched and reloaded between "
+                                               "two days when a file changes.")] = "policies",
+    facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
+                                       help="Snapshots of every day (JSONL, JSON or CSV).")] =
+    "examples/history.jsonl",
+    portfolio: Annotated[str, typer.Option(metavar="FILE", help="The starting book (YAML or "
+                                                                "JSON).")] =
+    "examples/portfolio.yaml",
+    audit: Annotated[str, typer.Option("--audit", metavar="DB", help="Audit store.")] =
+    DEFAULT_PATH,
+    report: Annotated[str | None, typer.Option(metavar="DIR", help="Write report.html "
+                                                                   "here.")] = None,
+    approve_rules: Annotated[str, typer.Option(
+        help="The declared approver: orders held by these approval rules (comma-separated) "
+             "are approved in the cycle that queued them; others expire. '' approves "
+             "nothing.")] = DEFAULT_APPROVED,
+    resume_after: Annotated[int, typer.Option(
+        min=-1, help="The declared operator: days without a halting rule before a latched "
+                     "halt is resumed; -1 never resumes.")] = 5,
+    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
+    sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
+                                                                   "(YAML).")] = None,
+    slippage_bps: Annotated[float, typer.Option(min=0)] = 5.0,
+    commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
+    fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
+    Format.text,
+) -> None:
+    """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
+    monitor and record; then print the summary (and write the report)."""
+    ps = load_policies([policies])
+    try:
+        book = load_book(portfolio)
+    except BookError as e:
+        fail(str(e))
+    try:
+        snaps = [s.data for s in read_snapshots(facts)]
+    except FactsError as e:
+        fail("\n".join(e.messages))
+    snaps = [s for s in snaps if _in_range(s, start, end)]
+    if not snaps:
+        fail(f"{facts}: no snapshot in the chosen days")
+    sink_list = []
+    if sinks:
+        try:
+            sink_list = load_sinks(sinks)
+        except SinkConfigError as e:
+            fail(str(e))
+    config = ReplayConfig(
+        facts_file=facts, portfolio_file=portfolio,
+        approval=ApprovalRule(frozenset(r.strip() for r in approve_rules.split(",")
+                                        if r.strip())),
+        resume=ResumeRule(None if resume_after < 0 else resume_after),
+        slippage_bps=slippage_bps, commission_per_share=commission)
+    try:
+        store = AuditStore(audit)
+    except AuditError as e:
+        fail(str(e))
+    events: list[WatchEvent] = []
+    watcher = PolicyWatcher([policies], events.append, compile=CompiledSet)
+    try:
+        compiled = watcher.poll()
+    except ValueError as e:
+        fail(str(e))
+    if compiled is None or compiled.policy_set.hash != ps.hash:
+        fail(f"{policies}: the policy files changed while loading; run again")
+
+    def poll() -> tuple[CompiledSet | None, list[str]]:
+        fresh = watcher.poll()
+        problems = [line for e in events if e.kind == "rejected" for line in e.lines()]
+        for e in events:
+            if e.kind == "rejected":
+                err.print(f"warning: {e.message}", markup=False)
+                for p in e.problems:
+                    err.print(f"  {p}", markup=False)
+            elif e.kind == "activated":
+                err.print(f"policies reloaded: {e.message}", markup=False)
+        events.clear()
+        return fresh, problems
+
+    try:
+        replay = Replay(store, compiled, book, config, run_dir=Path(audit).parent / "runs",
+                        sinks=sink_list, poll_policies=poll)
+    except ValueError as e:
+        fail(str(e))
+    t0 = time.monotonic()
+    with _progress() as tick:
+        run_id = replay.run(snaps, tick)
+    elapsed = time.monotonic() - t0
+    summary = summarize(store, run_id)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(summary.to_json()) + "\n")
+    else:
+        out.print(summary.render_text(), markup=False)
+        out.print(f"replayed in {elapsed:.1f} s; audit store {audit}; run {run_id}",
+                  markup=False)
+    if report:
+        from engine.monitoring.report import write_report
+        path = write_report(store, report, run_id)
+        (out if fmt is Format.text else err).print(f"report: {path}", markup=False)
+    store.close()
+
+
+def _in_range(s: object, start: str | None, end: str | None) -> bool:
+    if not isinstance(s, dict):
+        return True
+    day = str(s.get("ts", ""))[:10]
+    return (start is None or day >= start) and (end is None or day <= end)
+
+
+class _progress:
+    """A progress bar on a terminal; a line a year when piped."""
+
+    def __enter__(self) -> _Tick:
+        self.bar: Progress | None = None
+        if sys.stderr.isatty():
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), console=err)
+            self.bar.start()
+        return _Tick(self.bar)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class _Tick:
+    def __init__(self, bar: Progress | None) -> None:
+        self.bar = bar
+        self.task: TaskID | None = None
+        self.year = ""
+
+    def __call__(self, p: ReplayProgress) -> None:
+        if self.bar is not None:
+            if self.task is None:
+                self.task = self.bar.add_task("replaying", total=p.days)
+            self.bar.update(self.task, completed=p.day, description=f"replaying {p.ts[:10]}")
+            return
+        year = p.ts[:4]
+        if year != self.year or p.day == p.days:
+            self.year = year
+            print(f"day {p.day}/{p.days}: {p.ts[:10]}", file=sys.stderr, flush=True)

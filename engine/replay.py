@@ -1,0 +1,251 @@
+"""The main job: replay a history of fact snapshots, one cycle per day, through the rails,
+rotation, the gate and the paper broker, with monitoring and a record of every step.
+
+A replay has no person at the keyboard, so approvals and resumes follow declared rules,
+stated in the run's first record and in its summary; the same inputs give the same run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from engine.actions import Action
+from engine.audit.store import AuditStore
+from engine.cycle import CompiledSet, CycleResult, run_cycle
+from engine.execution import approvals
+from engine.execution import state as trading
+from engine.execution.approvals import ApprovalItem
+from engine.execution.gateway import reconcile
+from engine.execution.paper import PaperBroker, init_account
+from engine.ids import new_id
+from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.sinks import Sink
+from engine.policy.model import PolicySet
+from engine.portfolio.book import Book
+from engine.timeutil import format_utc, parse_utc, utc_now
+
+SAFETY_FACTS = ("drift_score", "volatility", "coherence", "frs", "meta_reliability")
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """Which held orders the replay's approver approves in the cycle that queued them."""
+
+    approve_rules: frozenset[str]
+
+    def describe(self) -> str:
+        if not self.approve_rules:
+            return "no order is approved: every order that waits for a person expires"
+        return (f"orders held by {', '.join(sorted(self.approve_rules))} are approved by "
+                "'replay-approver' in the cycle that queued them, then checked against the "
+                "rails again before they are sent; every other held order waits and expires")
+
+    def __call__(self, item: ApprovalItem) -> str | None:
+        return "approved" if item.rule in self.approve_rules else None
+
+
+@dataclass(frozen=True)
+class ResumeRule:
+    """When the replay's operator lifts a latched halt."""
+
+    after_days: int | None
+
+    def describe(self) -> str:
+        if self.after_days is None:
+            return "a latched halt is never resumed: the rest of the replay stays halted"
+        return (f"a latched halt is resumed by 'replay-operator' once no halting rule has "
+                f"fired for {self.after_days} day(s)")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    facts_file: str
+    portfolio_file: str
+    approval: ApprovalRule
+    resume: ResumeRule
+    slippage_bps: float = 0.0
+    commission_per_share: float = 0.0
+    broker_path: str | None = None
+
+
+@dataclass
+class ReplayProgress:
+    day: int = 0
+    days: int = 0
+    ts: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def days_of(snapshots: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """Snapshots grouped by `ts`, in time order. A snapshot without a usable ts cannot be
+    placed in time: it is reported by the caller, not silently dropped."""
+    keyed = []
+    for s in snapshots:
+        ts = s.get("ts")
+        keyed.append((str(ts), s))
+    keyed.sort(key=lambda kv: kv[0])
+    return [(ts, [s for _, s in group]) for ts, group in itertools.groupby(keyed,
+                                                                           key=lambda kv: kv[0])]
+
+
+class Replay:
+    def __init__(self, store: AuditStore, compiled: CompiledSet, book: Book,
+                 config: ReplayConfig, *, run_dir: Path, sinks: Sequence[Sink] = (),
+                 poll_policies: Callable[[], tuple[CompiledSet | None, list[str]]] | None = None,
+                 shadow: Any = None) -> None:
+        self.store = store
+        self.compiled = compiled
+        self.policy_set: PolicySet = compiled.policy_set
+        self.book = book
+        self.config = config
+        self.run_id = new_id()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        broker_path = Path(config.broker_path or run_dir / f"paper-{self.run_id}.db")
+        init_account(broker_path, book.cash, dict(book.positions), None, overwrite=True)
+        self.broker = PaperBroker(broker_path, slippage_bps=config.slippage_bps,
+                                  commission_per_share=config.commission_per_share)
+        self.alerts = AlertEngine.with_sinks(store, list(sinks), self.run_id) if sinks else \
+            AlertEngine(store, None, self.run_id)
+        self.queue = approvals.ApprovalQueue(store)
+        self._poll = poll_policies
+        self.shadow = shadow
+        self._bh_shares: dict[str, float] | None = None
+        self._last_halt_fire: datetime | None = None
+
+    def run(self, snapshots: Sequence[Mapping[str, Any]],
+            progress: Callable[[ReplayProgress], None] | None = None) -> str:
+        days = days_of(snapshots)
+        symbols = sorted({str(s.get("symbol")) for s in snapshots})
+        self.store.record_activation(self.policy_set, actor=_actor())
+        self.store.append("run_started", self.run_id, {
+            "run_id": self.run_id, "started_at": format_utc(utc_now()),
+            "policies": self.policy_set.versions(), "policy_hash": self.policy_set.hash,
+            "facts_file": self.config.facts_file, "portfolio_file": self.config.portfolio_file,
+            "approval_rule": self.config.approval.describe(),
+            "resume_rule": self.config.resume.describe(), "symbols": symbols,
+            "initial_cash": self.book.cash, "initial_positions": dict(self.book.positions),
+            "started_by": _actor(), "summary": f"replay of {len(days)} days"})
+        reconcile(self.store, self.broker)
+        tick = ReplayProgress(days=len(days))
+        try:
+            for i, (ts, snaps) in enumerate(days, start=1):
+                self._reload(ts)
+                result = run_cycle(self.compiled, self.store, self.broker, snaps,
+                                   run_id=self.run_id, approver=self.config.approval,
+                                   on_broker_error=self._broker_error(ts), queue=self.queue)
+                self._after_cycle(result, snaps)
+                if self.shadow is not None:
+                    self.shadow.observe(self.store, self.run_id, snaps, result)
+                tick.day, tick.ts = i, ts
+                if progress is not None:
+                    progress(tick)
+        finally:
+            self.store.append("run_finished", self.run_id, {
+                "run_id": self.run_id, "finished_at": format_utc(utc_now()),
+                "days": tick.day, "summary": f"{tick.day} of {len(days)} days replayed"})
+            self.alerts.close()
+            self.compiled.close()
+        return self.run_id
+
+    def _reload(self, ts: str) -> None:
+        if self._poll is None:
+            return
+        fresh, problems = self._poll()
+        if problems:
+            self.alerts.on_policy_load_failed(ts, problems)
+        if fresh is not None:
+            # Swapped between two cycles: no evaluation ever sees half of each set.
+            old = self.compiled
+            self.compiled = fresh
+            self.policy_set = fresh.policy_set
+            self.store.record_activation(fresh.policy_set, actor=_actor())
+            old.close()
+
+    def _broker_error(self, ts: str) -> Callable[[str, str], None]:
+        def report(client_id: str, error: str) -> None:
+            self.alerts.on_broker_error(ts, client_id, error)
+        return report
+
+    def _after_cycle(self, result: CycleResult, snaps: Sequence[Mapping[str, Any]]) -> None:
+        now = parse_utc(result.ts)
+        prices = {str(s.get("symbol")): float(s["price"]) for s in snaps
+                  if isinstance(s.get("price"), (int, float)) and s["price"] > 0}
+        for sym, d in sorted(result.decisions.items()):
+            self.alerts.on_safety(result.ts, sym, d.action,
+                                  d.deciding_rule.rule if d.deciding_rule else None)
+        halting = [d for d in result.decisions.values() if d.action is Action.HALT]
+        if halting:
+            self._last_halt_fire = now
+        view = result.state
+        if view.state is trading.TradingState.HALTED and not halting and \
+                self.config.resume.after_days is not None and self._last_halt_fire and \
+                now - self._last_halt_fire >= timedelta(days=self.config.resume.after_days):
+            verdicts = {s: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
+                        for s, d in result.decisions.items()}
+            resumed = trading.resume(view, verdicts, by="replay-operator",
+                                     reason=self.config.resume.describe(), ts=result.ts)
+            trading.record(self.store, resumed, view,
+                           extra={"run_id": self.run_id, "by": "replay-operator"})
+            view = resumed
+        self.alerts.on_trading_state(result.ts, view.state.value,
+                                     halting[0].deciding_rule.rule
+                                     if halting and halting[0].deciding_rule else None)
+        for item in self.queue.pending(self.run_id):
+            age = now - parse_utc(item.requested_at)
+            if age >= self.alerts.approval_wait_limit:
+                self.alerts.on_approval_waiting(result.ts, item.item_id, age)
+        positions = self.broker.positions()
+        cash = self.broker.cash()
+        known = {s: p for s, p in prices.items()}
+        self._last_prices = {**getattr(self, "_last_prices", {}), **known}
+        equity = cash + sum(n * self._last_prices.get(s, 0.0) for s, n in positions.items())
+        if self._bh_shares is None and prices:
+            start = self.book.cash + sum(n * prices.get(s, 0.0)
+                                         for s, n in self.book.positions.items())
+            each = start / len(prices)
+            self._bh_shares = {s: each / p for s, p in prices.items()}
+        bh = sum(n * self._last_prices.get(s, 0.0) for s, n in (self._bh_shares or {}).items())
+        counts = result.counts()
+        rot = result.rotation
+        self.store.append("cycle", f"{self.run_id}:{result.ts}", {
+            "run_id": self.run_id, "ts": result.ts, "equity": round(equity, 2),
+            "cash": round(cash, 2), "positions": positions, "prices": prices,
+            "buy_hold_equity": round(bh, 2),
+            "actions": {s: d.action.value for s, d in result.decisions.items()},
+            "deciding": {s: d.deciding_rule.rule if d.deciding_rule else None
+                         for s, d in result.decisions.items()},
+            "fired": {s: [f.rule for f in d.fired] for s, d in result.decisions.items()},
+            "facts": {str(s.get("symbol")): {k: _plain(s.get(k)) for k in SAFETY_FACTS}
+                      for s in snaps},
+            "trading_state": view.state.value,
+            "rebalance": {"triggered": bool(rot and rot.trigger.triggered),
+                          "rule": rot.trigger.rule if rot else None},
+            "orders": counts,
+            "order_lines": [{"client_id": o.client_id, "symbol": o.order.symbol,
+                             "side": o.order.side, "shares": o.order.shares,
+                             "status": o.status, "rule": o.rule} for o in result.outcomes],
+        })
+
+
+def _plain(v: object) -> object:
+    if isinstance(v, Mapping):
+        return v.get("value")
+    return v
+
+
+def _actor() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+
+
+def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
