@@ -32,11 +32,32 @@ def list_cmd(
     kind: Annotated[str | None, typer.Option(help="Only records of this kind, e.g. decision, "
                                                   "policy_activation.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    status: Annotated[str | None, typer.Option(help="Only records with this status, e.g. "
+                                                    "denied, pending_approval, filled.")] = None,
+    since: Annotated[str | None, typer.Option("--from", help="Only records whose own ts is on "
+                                                             "or after this day.")] = None,
+    until: Annotated[str | None, typer.Option("--to", help="... on or before this day.")] =
+    None,
+    oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+    ids_only: Annotated[bool, typer.Option("--ids-only", help="Print only the ids.")] = False,
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
 ) -> None:
-    """The newest records, one line each."""
+    """The newest records, one line each, optionally filtered."""
     with _open(audit) as store:
-        rows = store.records(kind, limit=limit)
+        if status is None and since is None and until is None:
+            rows = store.records(kind, limit=limit, newest_first=not oldest_first)
+        else:
+            rows = []
+            source = store.records(kind, newest_first=not oldest_first)
+            for r in source:
+                if _matches(r, status, since, until):
+                    rows.append(r)
+                    if len(rows) >= limit:
+                        break
+    if ids_only:
+        for r in rows:
+            print(r.ref)
+        return
     if fmt is Format.json:
         for r in rows:
             sys.stdout.write(json.dumps({"seq": r.seq, "kind": r.kind, "ref": r.ref,
@@ -48,6 +69,15 @@ def list_cmd(
     for r in rows:
         table.add_row(str(r.seq), r.ts, r.kind, r.ref, summary(r))
     out.print(table)
+
+
+def _matches(r: Record, status: str | None, since: str | None, until: str | None) -> bool:
+    b = r.body
+    if status is not None and b.get("status") != status:
+        return False
+    ts = str(b.get("ts") or (b.get("decision") or {}).get("ts") or r.ts)
+    day = ts[:10]
+    return (since is None or day >= since) and (until is None or day <= until)
 
 
 def summary(r: Record) -> str:

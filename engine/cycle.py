@@ -62,6 +62,7 @@ class CycleResult:
     outcomes: tuple[OrderOutcome, ...]
     expired: tuple[ApprovalItem, ...]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    writes: Deferred | None = None
 
     def counts(self) -> dict[str, int]:
         out = {"sent": 0, "filled": 0, "denied": 0, "pending": 0, "held": 0, "expired": 0,
@@ -74,6 +75,22 @@ class CycleResult:
         out["held"] = out["pending"]
         out["expired"] = len(self.expired)
         return out
+
+
+class Deferred:
+    """Records waiting to be appended in one transaction."""
+
+    def __init__(self, store: AuditStore, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        self.store = store
+        self.items = items
+
+    def add(self, kind: str, ref: str, body: dict[str, Any]) -> None:
+        self.items.append((kind, ref, body))
+
+    def flush(self) -> None:
+        if self.items:
+            self.store.append_many(self.items)
+            self.items = []
 
 
 def cycle_time(snapshots: Sequence[Mapping[str, Any]]) -> datetime:
@@ -93,7 +110,12 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               approver: Approver | None = None, approver_name: str = "replay-approver",
               on_broker_error: Callable[[str, str], None] | None = None,
               record_extra: Mapping[str, Any] | None = None,
-              queue: approvals.ApprovalQueue | None = None) -> CycleResult:
+              queue: approvals.ApprovalQueue | None = None,
+              flush: bool = True) -> CycleResult:
+    """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
+    still be unwritten when it returns, if no order left: the caller appends them with its
+    own record through `result.writes`, in one transaction. Before any order reaches the
+    gateway they are always committed."""
     now = cycle_time(snapshots)
     ts = format_utc(now)
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
@@ -111,18 +133,24 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
         decisions[key] = d
         batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
                                                   "run_id": run_id}))
-    store.append_many(batch)
+    writes = Deferred(store, batch)
     verdicts = {sym: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
                 for sym, d in decisions.items()}
 
     before = trading.load(store, run_id)
     after = trading.derive(before, verdicts, ts)
-    if trading.record(store, after, before, extra={"run_id": run_id}) and \
-            after.state is trading.TradingState.HALTED:
-        gateway.cancel_open(now, after.rule or "halt")
+    if after != before:
+        writes.add(trading.KIND, trading.REF, {**after.to_json(),
+                                               "previous": before.state.value,
+                                               "run_id": run_id})
+        if after.state is trading.TradingState.HALTED:
+            writes.flush()
+            gateway.cancel_open(now, after.rule or "halt")
 
     outcomes: list[OrderOutcome] = []
-    outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id))
+    if queue.approved_unsent(run_id):
+        writes.flush()  # decisions are durable before any order leaves
+        outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id))
 
     positions = broker.positions()
     book = Book(cash=broker.cash(), positions=positions, as_of=ts,
@@ -136,6 +164,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
                                  positions.get(pl.symbol, 0)) for pl in rotation.plan.lines]
     lines = _with_flatten_exits(lines, decisions, positions, snapshots)
 
+    if lines:
+        writes.flush()
     for i, order in enumerate(lines):
         line_decision = decisions.get(order.symbol)
         cid = client_id(line_decision.decision_id if line_decision else f"none-{ts}", i, order)
@@ -162,13 +192,15 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     rebalanced = bool(rotation and rotation.trigger.triggered and any(
         o.status in ("filled", "sent") for o in outcomes))
     if rotation is not None and rotation.trigger.triggered:
-        store.append(REBALANCE, ts, {
+        writes.add(REBALANCE, ts, {
             "run_id": run_id, "ts": ts, "rule": rotation.trigger.rule,
             "source": rotation.trigger.source, "facts": dict(rotation.trigger.facts),
             "executed": rebalanced, "targets": dict(rotation.targets.targets),
             "summary": f"rebalance triggered by {rotation.trigger.rule}"})
+    if flush:
+        writes.flush()
     return CycleResult(ts, decisions, after, before, rotation, rebalanced, tuple(outcomes),
-                       expired, dict(record_extra or {}))
+                       expired, dict(record_extra or {}), writes)
 
 
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,

@@ -117,6 +117,7 @@ class Replay:
         self._poll = poll_policies
         self.shadow = shadow
         self._bh_shares: dict[str, float] | None = None
+        self._last_prices: dict[str, float] = {}
         self._last_halt_fire: datetime | None = None
 
     def run(self, snapshots: Sequence[Mapping[str, Any]],
@@ -139,7 +140,8 @@ class Replay:
                 self._reload(ts)
                 result = run_cycle(self.compiled, self.store, self.broker, snaps,
                                    run_id=self.run_id, approver=self.config.approval,
-                                   on_broker_error=self._broker_error(ts), queue=self.queue)
+                                   on_broker_error=self._broker_error(ts), queue=self.queue,
+                                   flush=False)
                 self._after_cycle(result, snaps)
                 if self.shadow is not None:
                     self.shadow.observe(self.store, self.run_id, snaps, result)
@@ -174,12 +176,13 @@ class Replay:
         return report
 
     def _after_cycle(self, result: CycleResult, snaps: Sequence[Mapping[str, Any]]) -> None:
+        """Resume by the declared rule, record the day (one transaction with the cycle's own
+        records), then raise the day's alerts."""
         now = parse_utc(result.ts)
+        writes = result.writes
+        assert writes is not None
         prices = {str(s.get("symbol")): float(s["price"]) for s in snaps
                   if isinstance(s.get("price"), (int, float)) and s["price"] > 0}
-        for sym, d in sorted(result.decisions.items()):
-            self.alerts.on_safety(result.ts, sym, d.action,
-                                  d.deciding_rule.rule if d.deciding_rule else None)
         halting = [d for d in result.decisions.values() if d.action is Action.HALT]
         if halting:
             self._last_halt_fire = now
@@ -191,20 +194,14 @@ class Replay:
                         for s, d in result.decisions.items()}
             resumed = trading.resume(view, verdicts, by="replay-operator",
                                      reason=self.config.resume.describe(), ts=result.ts)
-            trading.record(self.store, resumed, view,
-                           extra={"run_id": self.run_id, "by": "replay-operator"})
+            writes.add(trading.KIND, trading.REF, {**resumed.to_json(),
+                                                   "previous": view.state.value,
+                                                   "run_id": self.run_id,
+                                                   "by": "replay-operator"})
             view = resumed
-        self.alerts.on_trading_state(result.ts, view.state.value,
-                                     halting[0].deciding_rule.rule
-                                     if halting and halting[0].deciding_rule else None)
-        for item in self.queue.pending(self.run_id):
-            age = now - parse_utc(item.requested_at)
-            if age >= self.alerts.approval_wait_limit:
-                self.alerts.on_approval_waiting(result.ts, item.item_id, age)
         positions = self.broker.positions()
         cash = self.broker.cash()
-        known = {s: p for s, p in prices.items()}
-        self._last_prices = {**getattr(self, "_last_prices", {}), **known}
+        self._last_prices.update(prices)
         equity = cash + sum(n * self._last_prices.get(s, 0.0) for s, n in positions.items())
         if self._bh_shares is None and prices:
             start = self.book.cash + sum(n * prices.get(s, 0.0)
@@ -212,9 +209,8 @@ class Replay:
             each = start / len(prices)
             self._bh_shares = {s: each / p for s, p in prices.items()}
         bh = sum(n * self._last_prices.get(s, 0.0) for s, n in (self._bh_shares or {}).items())
-        counts = result.counts()
         rot = result.rotation
-        self.store.append("cycle", f"{self.run_id}:{result.ts}", {
+        writes.add("cycle", f"{self.run_id}:{result.ts}", {
             "run_id": self.run_id, "ts": result.ts, "equity": round(equity, 2),
             "cash": round(cash, 2), "positions": positions, "prices": prices,
             "buy_hold_equity": round(bh, 2),
@@ -226,12 +222,24 @@ class Replay:
                       for s in snaps},
             "trading_state": view.state.value,
             "rebalance": {"triggered": bool(rot and rot.trigger.triggered),
+                          "executed": result.rebalanced,
                           "rule": rot.trigger.rule if rot else None},
-            "orders": counts,
+            "orders": result.counts(),
             "order_lines": [{"client_id": o.client_id, "symbol": o.order.symbol,
                              "side": o.order.side, "shares": o.order.shares,
                              "status": o.status, "rule": o.rule} for o in result.outcomes],
         })
+        writes.flush()
+        for sym, d in sorted(result.decisions.items()):
+            self.alerts.on_safety(result.ts, sym, d.action,
+                                  d.deciding_rule.rule if d.deciding_rule else None)
+        self.alerts.on_trading_state(result.ts, view.state.value,
+                                     halting[0].deciding_rule.rule
+                                     if halting and halting[0].deciding_rule else None)
+        for item in self.queue.pending(self.run_id):
+            age = now - parse_utc(item.requested_at)
+            if age >= self.alerts.approval_wait_limit:
+                self.alerts.on_approval_waiting(result.ts, item.item_id, age)
 
 
 def _plain(v: object) -> object:
