@@ -17,14 +17,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# The main job on the embedded defaults: 1999-2018 replayed through rails, rotation and the
+# paper broker; then the story of one order the rails blocked in October 2008.
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/fugger validate policies/
+	$(BIN)/fugger run --policies policies --facts examples/history.jsonl \
+		--portfolio examples/portfolio.yaml --report .fugger/report
+	@echo
+	@echo "Why was an order blocked in October 2008?"
+	@ID=$$($(BIN)/fugger audit list --kind order --status denied --from 2008-10-01 \
+		--to 2008-10-31 --oldest-first --limit 1 --ids-only); \
+	if [ -n "$$ID" ]; then echo "$$ fugger audit why $$ID"; $(BIN)/fugger audit why $$ID; \
+	else echo "(no order was denied in October 2008)"; fi
+	@echo
+	@echo "Report: .fugger/report/report.html   Alerts: .venv/bin/fugger alerts"
 
 lint: $(STAMP)
 	$(BIN)/ruff check engine cli tests benchmarks examples
 	$(BIN)/mypy
 
 test: lint
+	$(BIN)/fugger test policies/tests --policies policies --min-coverage 100
 	$(BIN)/pytest
 
 bench: $(STAMP)
