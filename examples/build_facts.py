@@ -42,8 +42,8 @@ DEFAULT_OUT: Final = Path(__file__).with_name("history.jsonl")
 VOL_WINDOW: Final = 20  # daily log returns in the realised volatility
 TRADING_DAYS: Final = 252  # annualisation: sqrt(252)
 HORIZON: Final = 20  # trading days the forecast looks ahead
-MOMENTUM_WINDOW: Final = 60  # trading days of past log return the forecast extrapolates
-MOMENTUM_SHRINK: Final = 0.5  # fraction of the scaled past trend the forecast keeps
+REVERSAL_WINDOW: Final = 20  # trading days of past log return the forecast bets against
+REVERSAL_SHRINK: Final = 0.5  # fraction of the scaled past move the forecast expects to revert
 DRIFT_RECENT: Final = 20  # resolved forecasts in the recent RMSE
 DRIFT_LONG_MIN: Final = 120  # resolved forecasts before the long-run RMSE counts
 RELIABILITY_WINDOW: Final = 60  # resolved forecasts behind frs and meta_reliability
@@ -199,8 +199,9 @@ def fact_arrays(values: Array) -> dict[str, Array]:
         sigma = _trailing(r, VOL_WINDOW, _std)  # daily standard deviation
         volatility = sigma * math.sqrt(TRADING_DAYS)
 
-        # Forecast of the next HORIZON-day log return, issued at the close of day t.
-        g = MOMENTUM_SHRINK * (lp - _lag(lp, MOMENTUM_WINDOW)) * (HORIZON / MOMENTUM_WINDOW)
+        # Forecast of the next HORIZON-day log return, issued at the close of day t: short-term
+        # reversal, so it expects a fall to be partly undone and a rise to be partly given back.
+        g = -REVERSAL_SHRINK * (lp - _lag(lp, REVERSAL_WINDOW)) * (HORIZON / REVERSAL_WINDOW)
         expected_return = np.expm1(g)
 
         # Forecasts issued HORIZON days ago resolve today.
