@@ -21,6 +21,9 @@ from engine.timeutil import TimestampError, parse_utc
 
 Problem = Literal["missing", "invalid", "stale"]
 
+#: Integers at or beyond 2**53 are not exactly representable as a float, nor by the engine.
+MAX_EXACT_INT = 2**53
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -133,6 +136,8 @@ def type_problem(spec: FactSpec, value: object) -> str:
     if spec.type in ("number", "integer"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{spec.name} must be a number ({spec.unit}), got {_kind(value)} {_show(value)}"
+        if isinstance(value, int) and abs(value) >= MAX_EXACT_INT:
+            return f"{spec.name} = {_show(value)} is too large to be a {spec.unit}"
         if not math.isfinite(value):
             return f"{spec.name} is {_show(value)}, not a finite number"
         if spec.type == "integer" and not float(value).is_integer():
@@ -184,6 +189,9 @@ def _kind(value: object) -> str:
 
 
 def _show(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_EXACT_INT:
+        digits = len(str(abs(value)))
+        return f"an integer of {digits} digits"
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, str):

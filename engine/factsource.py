@@ -81,6 +81,8 @@ def _json(name: str, text: str) -> list[SourcedSnapshot]:
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise FactsError([f"{name}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}"]) from e
+    except RecursionError as e:
+        raise FactsError([f"{name}:1: JSON nested too deeply to be a snapshot"]) from e
     if isinstance(data, list):
         return [SourcedSnapshot(f"{name}:[{i}]", item) for i, item in enumerate(data)]
     return [SourcedSnapshot(f"{name}:1", data)]
@@ -96,6 +98,8 @@ def _jsonl(name: str, text: str) -> list[SourcedSnapshot]:
             out.append(SourcedSnapshot(f"{name}:{n}", json.loads(line)))
         except json.JSONDecodeError as e:
             errors.append(f"{name}:{n}:{e.colno}: invalid JSON: {e.msg}")
+        except RecursionError:
+            errors.append(f"{name}:{n}: JSON nested too deeply to be a snapshot")
             if len(errors) >= MAX_ERRORS:
                 errors.append(f"{name}: more errors not shown")
                 break

@@ -30,5 +30,6 @@ def new_id(now_ms: int | None = None) -> str:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms = ms
         value = (ms << 80) | _last_rand
-    # 128 bits in base32 are 26 characters, left-aligned: order is preserved.
-    return base64.b32encode(value.to_bytes(16, "big"))[:26].decode().translate(_TO_CROCKFORD)
+    # 160 bits are exactly 32 base32 characters; the last 26 hold the 128-bit value with two
+    # leading zero bits, which is the ULID text layout.
+    return base64.b32encode(value.to_bytes(20, "big"))[6:].decode().translate(_TO_CROCKFORD)

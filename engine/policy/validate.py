@@ -259,6 +259,10 @@ def _type_problems(doc: YamlDocument, spec: FactSpec, op: str, values: list[Any]
                 yield _at(doc, vpath, f"'{spec.name}' is a number ({spec.unit}); "
                                       f"{_show(v)} is {_type_name(v)}")
                 continue
+            if isinstance(v, int) and abs(v) >= 2**53:
+                yield _at(doc, vpath, f"{_show(v)} is too large to compare exactly: a threshold "
+                                      f"of '{spec.name}' must be below 2^53")
+                continue
             if not math.isfinite(v):
                 yield _at(doc, vpath, f"{_show(v)} is not a finite number")
                 continue
@@ -382,6 +386,8 @@ def _label(path: Path) -> str:
 
 
 def _show(v: object) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 2**53:
+        return f"an integer of {len(str(abs(v)))} digits"
     if isinstance(v, bool):
         return "true" if v else "false"
     if v is None:

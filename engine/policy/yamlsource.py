@@ -25,6 +25,9 @@ from ruamel.yaml.events import (
 from engine.policy.problems import PolicyError, Position, Problem
 
 MAX_BYTES = 1024 * 1024
+#: Nesting beyond this is refused before parsing: a policy never needs it, and deep nesting
+#: makes YAML parsing slow and validation recursive.
+MAX_DEPTH = 40
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def parse_policy_text(path: str, text: str) -> YamlDocument:
     if len(text.encode("utf-8")) > MAX_BYTES:
         raise PolicyError([Problem(Position(path, 1, 1),
                                    f"policy text is larger than {MAX_BYTES // 1024} KiB")])
+    _refuse_deep_nesting(path, text)
     _refuse_unsafe_constructs(path, text)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
@@ -73,6 +77,36 @@ def parse_policy_text(path: str, text: str) -> YamlDocument:
     if data is None:
         raise PolicyError([Problem(Position(path, 1, 1), "file is empty: expected a policy")])
     return YamlDocument(path, text, data)
+
+
+def _refuse_deep_nesting(path: str, text: str) -> None:
+    """A linear scan for flow brackets and block indentation deeper than MAX_DEPTH."""
+    depth = 0
+    quote = ""
+    for n, line in enumerate(text.split("\n"), start=1):
+        stripped = line.lstrip(" -")
+        indent = len(line) - len(stripped)
+        if stripped and not stripped.startswith("#") and indent > 2 * MAX_DEPTH:
+            raise PolicyError([Problem(Position(path, n, indent + 1),
+                                       f"nested more than {MAX_DEPTH} levels deep: "
+                                       "a policy is refused past that")])
+        for col, ch in enumerate(line, start=1):
+            if quote:
+                if ch == quote:
+                    quote = ""
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#" and (col == 1 or line[col - 2] in " \t"):
+                break
+            elif ch in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise PolicyError([Problem(Position(path, n, col),
+                                               f"nested more than {MAX_DEPTH} levels deep: "
+                                               "a policy is refused past that")])
+            elif ch in "]}":
+                depth = max(0, depth - 1)
+        quote = "" if quote == "'" else quote
 
 
 def _refuse_unsafe_constructs(path: str, text: str) -> None:

@@ -43,8 +43,8 @@ _OPS = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "==": "$eq", "!=": "
 _MAX_INT = 2**53
 
 
-class EngineError(Exception):
-    """durable-rules failed on a ruleset or a fact; the caller must fail closed."""
+class EngineError(ValueError):
+    """durable-rules refused a ruleset or failed on a fact; the caller must fail closed."""
 
 
 @dataclass(frozen=True)

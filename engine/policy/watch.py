@@ -1,0 +1,151 @@
+"""Hot reload of a policy set by polling: the caller polls between two evaluations and swaps in
+what `poll` returns.
+
+Change is detected by the content hash of every policy file (a file rewritten within the same
+second, or copied with its old modification time, is still seen). Each file is read once per
+poll and the set is built from exactly the bytes that were hashed. A new set that fails to
+validate or to compile is never returned: the caller keeps the last good one, and the failure
+is reported once per distinct broken content. The caller owns the compiled objects: it closes
+the one it swaps out (a compiled evaluator holds rule-engine resources).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar, cast, overload
+
+from engine.policy.loader import discover, policy_set_from_texts
+from engine.policy.model import PolicySet
+from engine.policy.problems import PolicyError, Position, Problem
+
+T = TypeVar("T")
+
+EventKind = Literal["activated", "rejected", "restored"]
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """What a poll found: a new set activated, a change rejected (with every problem), or the
+    files back to the active set after a rejected change."""
+
+    kind: EventKind
+    digest: str
+    message: str
+    problems: tuple[Problem, ...] = ()
+    policy_set: PolicySet | None = None
+
+    def lines(self) -> list[str]:
+        return [self.message, *(str(p) for p in self.problems)]
+
+
+@dataclass(frozen=True)
+class _Read:
+    digest: str
+    sources: tuple[tuple[str, str], ...]
+    problems: tuple[Problem, ...]
+
+
+def _identity(policy_set: PolicySet) -> PolicySet:
+    return policy_set
+
+
+class PolicyWatcher(Generic[T]):
+    """Watches policy files or directories; `poll()` returns a newly compiled object when the
+    content changed and is valid, else None."""
+
+    @overload
+    def __init__(self: PolicyWatcher[PolicySet], paths: Sequence[str],
+                 on_event: Callable[[WatchEvent], None] | None = None) -> None: ...
+
+    @overload
+    def __init__(self, paths: Sequence[str],
+                 on_event: Callable[[WatchEvent], None] | None = None, *,
+                 compile: Callable[[PolicySet], T]) -> None: ...
+
+    def __init__(self, paths: Sequence[str],
+                 on_event: Callable[[WatchEvent], None] | None = None, *,
+                 compile: Callable[[PolicySet], T] | None = None) -> None:
+        self.paths = tuple(paths)
+        self._on_event = on_event
+        self._compile: Callable[[PolicySet], T] = (
+            compile if compile is not None else cast("Callable[[PolicySet], T]", _identity))
+        self._good_digest: str | None = None
+        self._bad_digest: str | None = None
+        self.current: T | None = None
+        self.policy_set: PolicySet | None = None
+
+    def poll(self) -> T | None:
+        """Check the files once. Returns the compiled new set to swap in, or None when nothing
+        changed or the change was rejected (the last good set stays in force)."""
+        read = self._read()
+        if read.digest == self._good_digest:
+            if self._bad_digest is not None:
+                self._bad_digest = None
+                self._emit(WatchEvent("restored", read.digest,
+                                      "policy files are back to the active set",
+                                      policy_set=self.policy_set))
+            return None
+        if read.digest == self._bad_digest:
+            return None
+        problems = list(read.problems)
+        policy_set: PolicySet | None = None
+        if not problems:
+            try:
+                policy_set = policy_set_from_texts(read.sources)
+            except PolicyError as e:
+                problems.extend(e.problems)
+        if policy_set is None:
+            self._reject(read.digest, "policy change rejected: "
+                         f"{len(problems)} problem(s); the active set stays in force", problems)
+            return None
+        try:
+            compiled = self._compile(policy_set)
+        except Exception as e:  # any compile failure is a rejected change, never a crash
+            where = Position(read.sources[0][0] if read.sources else ",".join(self.paths), 1, 1)
+            self._reject(read.digest, "policy change rejected: the set did not compile; "
+                         "the active set stays in force",
+                         [Problem(where, f"compile failed: {type(e).__name__}: {e}")])
+            return None
+        self._good_digest, self._bad_digest = read.digest, None
+        self.current = compiled
+        self.policy_set = policy_set
+        versions = ", ".join(f"{p.name} {p.version}" for p in policy_set.policies)
+        self._emit(WatchEvent("activated", read.digest,
+                              f"policy set {policy_set.hash[:12]} activated: {versions}",
+                              policy_set=policy_set))
+        return self.current
+
+    def _reject(self, digest: str, message: str, problems: Sequence[Problem]) -> None:
+        self._bad_digest = digest
+        self._emit(WatchEvent("rejected", digest, message, tuple(sorted(problems))))
+
+    def _emit(self, event: WatchEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _read(self) -> _Read:
+        h = hashlib.sha256()
+        sources: list[tuple[str, str]] = []
+        problems: list[Problem] = []
+        files = discover(self.paths)
+        if not files:
+            problems.append(Problem(Position(", ".join(self.paths) or "(nothing)", 1, 1),
+                                    "no policy files (*.yaml) found"))
+        for f in files:
+            h.update(f.encode("utf-8") + b"\0")
+            try:
+                with open(f, "rb") as fh:
+                    raw = fh.read()
+            except OSError as e:
+                h.update(f"unreadable:{e.errno}".encode())
+                problems.append(Problem(Position(f, 1, 1), f"cannot read file: {e.strerror}"))
+                continue
+            h.update(hashlib.sha256(raw).digest())
+            try:
+                sources.append((f, raw.decode("utf-8")))
+            except UnicodeDecodeError as e:
+                line = raw[: e.start].count(b"\n") + 1
+                problems.append(Problem(Position(f, line, 1), "file is not valid UTF-8"))
+        return _Read(h.hexdigest(), tuple(sources), tuple(problems))

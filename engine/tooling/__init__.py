@@ -1,0 +1,1 @@
+"""Tools for people who write policies: test cases, lint, semantic diff."""

@@ -1,0 +1,523 @@
+"""Lint a policy set: rules that cannot fire, cannot decide, contradict each other, or are
+untested.
+
+Conditions are analysed as sets of fact values. A condition is turned into disjunctive normal
+form: a list of boxes, each box constraining some facts (`not` pushed down to the comparisons,
+every other fact free). A number fact's constraint is an interval with open or closed ends,
+clipped to the catalogue range (integer facts count whole values only); a boolean or string
+fact's constraint is a finite set of values, or every value but a finite set. The analysis
+assumes every fact a rule reads is present and valid, which is the only case in which a rule
+fires at all: anything else fails closed before the rules are consulted.
+
+Findings (every one is certain; what cannot be proved is not reported):
+- `dead-rule` (error): the condition can never be true, e.g. `drift_score >= 0.8` and
+  `drift_score < 0.5`, or `drift_score > 1` (outside the fact's range).
+- `always-true` (warning): the condition holds for every valid value of its facts.
+- `duplicate-condition` (error): two rules of one kind with the same condition (each implies
+  the other) and different actions.
+- `shadowed-rule` (warning): a rule that can never decide, because another rule of the same
+  kind fires whenever it does and wins: its action is more restrictive (engine.actions order),
+  or it is as restrictive and comes first. The other rule must read no fact the first does
+  not, so it can never be kept from firing by a missing fact.
+- `threshold-conflict` (warning): thresholds of different parts of the set that work against
+  each other:
+  * a rotation eligibility bound (`min_frs`: frs >= it, `min_expected_return`:
+    expected_return > it) that admits values a safety rule refuses on that fact alone: a
+    symbol there is eligible for a target, but every order that would open it is held;
+  * a rotation trigger on `weight_drift` alone that fires within the rotation's own `band`:
+    a rebalance leaves drift up to `band`, so the trigger can fire again right after it;
+  * a semi-autonomous approval rule on `order_notional` alone that covers every order the
+    rotation may place (`sizing.min_trade_notional` and up): no rebalance order ever goes out
+    without a person.
+- `untested-rule` (warning): no test case names the rule in `expect.rule` or `expect.fired`.
+- `test-file` (error): a test case file that cannot be read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from engine.actions import Action
+from engine.catalogue import CATALOGUE
+from engine.policy.model import (
+    AllOf,
+    Condition,
+    Leaf,
+    NotOf,
+    Policy,
+    PolicySet,
+    Rule,
+    Scalar,
+    facts_of,
+)
+from engine.policy.problems import PolicyError, Position
+from engine.policy.yamlsource import parse_policy_text, position_of
+from engine.tooling.cases import Case
+
+Severity = Literal["error", "warning"]
+
+#: Boxes kept while expanding one condition; a larger condition is not analysed (nothing is
+#: reported about it rather than something uncertain).
+MAX_BOXES = 4096
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    pos: Position
+    severity: Severity
+    code: str
+    message: str
+    #: Where the other party of the finding is (the other rule, the threshold).
+    related: tuple[Position, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.pos}: {self.severity}: {self.message} [{self.code}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.pos.file, "line": self.pos.line, "col": self.pos.col,
+                "severity": self.severity, "code": self.code, "message": self.message,
+                "related": [str(p) for p in self.related]}
+
+
+# --- value sets ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    lo: float
+    lo_closed: bool
+    hi: float
+    hi_closed: bool
+    integer: bool = False
+
+    @property
+    def empty(self) -> bool:
+        if self.integer:
+            lo, hi = self._whole()
+            return lo > hi
+        if self.lo > self.hi:
+            return True
+        return self.lo == self.hi and not (self.lo_closed and self.hi_closed)
+
+    def _whole(self) -> tuple[float, float]:
+        """The smallest and largest whole value inside."""
+        if math.isinf(self.lo):
+            lo = self.lo
+        else:
+            lo = math.ceil(self.lo) if self.lo_closed else math.floor(self.lo) + 1
+        if math.isinf(self.hi):
+            hi = self.hi
+        else:
+            hi = math.floor(self.hi) if self.hi_closed else math.ceil(self.hi) - 1
+        return lo, hi
+
+    def intersect(self, other: Interval) -> Interval:
+        if self.lo > other.lo or (self.lo == other.lo and not self.lo_closed):
+            lo, lo_closed = self.lo, self.lo_closed
+        else:
+            lo, lo_closed = other.lo, other.lo_closed
+        if self.hi < other.hi or (self.hi == other.hi and not self.hi_closed):
+            hi, hi_closed = self.hi, self.hi_closed
+        else:
+            hi, hi_closed = other.hi, other.hi_closed
+        return Interval(lo, lo_closed, hi, hi_closed, self.integer or other.integer)
+
+    def covers(self, other: Interval) -> bool:
+        """Whether every value of `other` is in this interval."""
+        if other.empty:
+            return True
+        lo_ok = self.lo < other.lo or (self.lo == other.lo and (self.lo_closed
+                                                                or not other.lo_closed))
+        hi_ok = self.hi > other.hi or (self.hi == other.hi and (self.hi_closed
+                                                                or not other.hi_closed))
+        return lo_ok and hi_ok
+
+    def text(self) -> str:
+        left = "[" if self.lo_closed else "("
+        right = "]" if self.hi_closed else ")"
+        return f"{left}{_num(self.lo)}, {_num(self.hi)}{right}"
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A set of boolean or string values: `values`, or every value but them (`cofinite`)."""
+
+    values: frozenset[bool | str]
+    cofinite: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not self.cofinite and not self.values
+
+    def intersect(self, other: ValueSet) -> ValueSet:
+        if self.cofinite and other.cofinite:
+            return ValueSet(self.values | other.values, True)
+        if self.cofinite:
+            return ValueSet(other.values - self.values)
+        if other.cofinite:
+            return ValueSet(self.values - other.values)
+        return ValueSet(self.values & other.values)
+
+    def text(self) -> str:
+        shown = ", ".join(sorted(_value(v) for v in self.values))
+        return f"not in {{{shown}}}" if self.cofinite else f"{{{shown}}}"
+
+
+Domain = Interval | ValueSet
+Box = Mapping[str, Domain]
+
+
+class TooComplex(Exception):
+    """A condition expands into more than MAX_BOXES boxes."""
+
+
+def full_domain(fact: str) -> Domain:
+    spec = CATALOGUE[fact]
+    if spec.type in ("number", "integer"):
+        lo = -math.inf if spec.minimum is None else spec.minimum
+        hi = math.inf if spec.maximum is None else spec.maximum
+        return Interval(lo, spec.minimum is not None, hi, spec.maximum is not None,
+                        spec.type == "integer")
+    if spec.type == "boolean":
+        return ValueSet(frozenset({True, False}))
+    if spec.choices:
+        return ValueSet(frozenset(spec.choices))
+    return ValueSet(frozenset(), True)
+
+
+_NEGATE: dict[str, str] = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "==",
+                           "in": "not_in", "not_in": "in"}
+
+
+def leaf_domains(fact: str, op: str, value: Scalar | tuple[Scalar, ...]) -> list[Domain]:
+    """The values of `fact` for which `fact op value` holds, as a union of domains."""
+    full = full_domain(fact)
+    if isinstance(full, Interval):
+        return [d for d in (full.intersect(i) for i in _intervals(op, value)) if not d.empty]
+    items = value if isinstance(value, tuple) else (value,)
+    values = frozenset(v for v in items if isinstance(v, (bool, str)))
+    found = full.intersect(ValueSet(values, op not in ("==", "in")))
+    return [] if found.empty else [found]
+
+
+def _intervals(op: str, value: Scalar | tuple[Scalar, ...]) -> list[Interval]:
+    inf = math.inf
+    if isinstance(value, tuple) != (op in ("in", "not_in")):
+        raise TooComplex  # refused by the validator; never guess
+    if isinstance(value, tuple):
+        points = sorted({float(v) for v in value if not isinstance(v, str)})
+        if op == "in":
+            return [Interval(p, True, p, True) for p in points]
+        edges = [-inf, *points, inf]
+        return [Interval(a, False, b, False) for a, b in itertools.pairwise(edges)]
+    if isinstance(value, str):  # refused by the validator for number facts
+        raise TooComplex
+    v = float(value)
+    return {
+        "<": [Interval(-inf, False, v, False)],
+        "<=": [Interval(-inf, False, v, True)],
+        ">": [Interval(v, False, inf, False)],
+        ">=": [Interval(v, True, inf, False)],
+        "==": [Interval(v, True, v, True)],
+        "!=": [Interval(-inf, False, v, False), Interval(v, False, inf, False)],
+    }[op]
+
+
+def _meet(a: Box, b: Box) -> Box | None:
+    out = dict(a)
+    for fact, d in b.items():
+        mine = out.get(fact)
+        if mine is None:
+            out[fact] = d
+            continue
+        both = _intersect(mine, d)
+        if both.empty:
+            return None
+        out[fact] = both
+    return out
+
+
+def _intersect(a: Domain, b: Domain) -> Domain:
+    if isinstance(a, Interval) and isinstance(b, Interval):
+        return a.intersect(b)
+    if isinstance(a, ValueSet) and isinstance(b, ValueSet):
+        return a.intersect(b)
+    raise TooComplex  # one fact is always one kind of domain; never guess if it is not
+
+
+def dnf(cond: Condition, negate: bool = False) -> list[Box]:
+    """The condition (or its negation) as a union of non-empty boxes; raises TooComplex."""
+    if isinstance(cond, Leaf):
+        op = _NEGATE[cond.op] if negate else cond.op
+        return [{cond.fact: d} for d in leaf_domains(cond.fact, op, cond.value)]
+    if isinstance(cond, NotOf):
+        return dnf(cond.item, not negate)
+    if isinstance(cond, AllOf) != negate:
+        return conjoin(dnf(c, negate) for c in cond.items)
+    out: list[Box] = []
+    for c in cond.items:
+        out.extend(dnf(c, negate))
+        if len(out) > MAX_BOXES:
+            raise TooComplex
+    return out
+
+
+def conjoin(parts: Iterable[list[Box]]) -> list[Box]:
+    acc: list[Box] = [{}]
+    for part in parts:
+        acc = [m for a in acc for b in part if (m := _meet(a, b)) is not None]
+        if len(acc) > MAX_BOXES:
+            raise TooComplex
+        if not acc:
+            return []
+    return acc
+
+
+def satisfiable(cond: Condition) -> bool | None:
+    """Whether some valid values make the condition true; None when too large to tell."""
+    try:
+        return bool(dnf(cond))
+    except TooComplex:
+        return None
+
+
+def implies(a: Condition, b: Condition) -> bool:
+    """True only when every valid value that makes `a` true makes `b` true (certain)."""
+    if not set(facts_of(b)) <= set(facts_of(a)):
+        return False
+    try:
+        return not conjoin([dnf(a), dnf(b, negate=True)])
+    except TooComplex:
+        return False
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Analysed:
+    """A rule with its condition and its negation as boxes (None: too large to analyse)."""
+
+    policy: Policy
+    rule: Rule
+    facts: frozenset[str]
+    boxes: list[Box] | None
+    negated: list[Box] | None
+
+
+def _analyse(policy: Policy, rule: Rule) -> _Analysed:
+    def boxes(negate: bool) -> list[Box] | None:
+        try:
+            return dnf(rule.when, negate)
+        except TooComplex:
+            return None
+    return _Analysed(policy, rule, frozenset(facts_of(rule.when)), boxes(False), boxes(True))
+
+
+def _implies(a: _Analysed, b: _Analysed) -> bool:
+    if not b.facts <= a.facts or a.boxes is None or b.negated is None:
+        return False
+    try:
+        return not conjoin([a.boxes, b.negated])
+    except TooComplex:
+        return False
+
+
+def lint(policy_set: PolicySet, cases: Sequence[Case] | None = None) -> list[Finding]:
+    """Every finding about `policy_set`; `cases` None skips the untested-rule check."""
+    findings: list[Finding] = []
+    live: list[_Analysed] = []
+    for p in policy_set.policies:
+        for r in p.rules:
+            a = _analyse(p, r)
+            if a.boxes == []:
+                findings.append(Finding(r.pos, "error", "dead-rule",
+                                        f"rule '{r.id}' can never fire: no valid values make "
+                                        f"{r.when.text()} true"))
+                continue
+            live.append(a)
+            if a.negated == []:
+                findings.append(Finding(r.pos, "warning", "always-true",
+                                        f"rule '{r.id}' fires on every valid snapshot: "
+                                        f"{r.when.text()} is always true"))
+    findings.extend(_pairs(live))
+    findings.extend(_threshold_conflicts(policy_set))
+    if cases is not None:
+        findings.extend(_untested(policy_set, cases))
+    return sorted(set(findings))
+
+
+def _severity(kind: str, action: str) -> int:
+    if kind == "SafetyPolicy":
+        try:
+            return Action(action).severity
+        except ValueError:
+            return 0
+    return 0
+
+
+def _pairs(live: Sequence[_Analysed]) -> Iterator[Finding]:
+    """Duplicate conditions and shadowed rules, within one policy kind."""
+    order = {a.rule.id: i for i, a in enumerate(live)}
+    for a in live:
+        pr, r = a.policy, a.rule
+        for b in live:
+            ps, s = b.policy, b.rule
+            if s.id == r.id or ps.kind != pr.kind or not _implies(a, b):
+                continue
+            same = _implies(b, a)
+            if same and s.action != r.action:
+                if order[s.id] < order[r.id]:  # reported once, at the later rule
+                    yield Finding(r.pos, "error", "duplicate-condition",
+                                  f"rule '{r.id}' ({r.action}) has the same condition as rule "
+                                  f"'{s.id}' at {s.pos} ({s.action}): {r.when.text()}",
+                                  (s.pos,))
+                continue
+            if not _accepts_all(ps, pr):
+                continue
+            sev_r, sev_s = _severity(pr.kind, r.action), _severity(ps.kind, s.action)
+            if sev_s > sev_r or (sev_s == sev_r and order[s.id] < order[r.id]):
+                why = (f"its action {s.action} is more restrictive than {r.action}"
+                       if sev_s > sev_r else f"it comes first with the same action {s.action}")
+                yield Finding(r.pos, "warning", "shadowed-rule",
+                              f"rule '{r.id}' can never decide: rule '{s.id}' at {s.pos} "
+                              f"fires whenever it fires and {why} ({r.when.text()} implies "
+                              f"{s.when.text()})", (s.pos,))
+
+
+def _accepts_all(winner: Policy, loser: Policy) -> bool:
+    """Whether every fact value `loser` uses is fresh enough for `winner` too."""
+    if winner.name == loser.name or winner.max_fact_age is None:
+        return True
+    return loser.max_fact_age is not None and loser.max_fact_age <= winner.max_fact_age
+
+
+def _single_fact(cond: Condition, fact: str) -> list[Domain]:
+    """The values of `fact` on which the condition holds whatever the other facts are."""
+    try:
+        boxes = dnf(cond)
+    except TooComplex:
+        return []
+    return [b[fact] for b in boxes if set(b) == {fact}]
+
+
+def _spec_pos(policy: Policy, path: tuple[str | int, ...]) -> Position:
+    try:
+        data = parse_policy_text(policy.path, policy.text).data
+    except PolicyError:
+        return Position(policy.path, 1, 1)
+    return position_of(data, ("spec", *path), policy.path)
+
+
+def _get(spec: Mapping[str, Any], *path: str) -> Any:
+    node: Any = spec
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+def _threshold_conflicts(ps: PolicySet) -> Iterator[Finding]:
+    safety = [(p, r) for p in ps.of_kind("SafetyPolicy") for r in p.rules]
+    for rot in ps.of_kind("RotationPolicy"):
+        yield from _eligibility(rot, safety)
+        yield from _band(rot)
+        yield from _approval_floor(rot, ps.of_kind("ApprovalPolicy"))
+
+
+_ELIGIBILITY = (("min_frs", "frs", True), ("min_expected_return", "expected_return", False))
+
+
+def _eligibility(rot: Policy, safety: Sequence[tuple[Policy, Rule]]) -> Iterator[Finding]:
+    for key, fact, closed in _ELIGIBILITY:
+        bound = _get(rot.spec, "construction", "eligibility", key)
+        if not isinstance(bound, (int, float)) or isinstance(bound, bool):
+            continue
+        eligible = full_domain(fact)
+        assert isinstance(eligible, Interval)
+        eligible = eligible.intersect(Interval(float(bound), closed, math.inf, False))
+        where = _spec_pos(rot, ("construction", "eligibility", key))
+        op = ">=" if closed else ">"
+        for _, r in safety:
+            for d in _single_fact(r.when, fact):
+                assert isinstance(d, Interval)
+                overlap = d.intersect(eligible)
+                if overlap.empty:
+                    continue
+                yield Finding(where, "warning", "threshold-conflict",
+                              f"rotation eligibility {fact} {op} {_num(bound)} admits {fact} in "
+                              f"{overlap.text()}, where safety rule '{r.id}' at {r.pos} "
+                              f"({r.action}) fires: such symbols get targets, but every order "
+                              "that opens them is held", (r.pos,))
+                break
+
+
+def _band(rot: Policy) -> Iterator[Finding]:
+    band = _get(rot.spec, "band")
+    if not isinstance(band, (int, float)) or isinstance(band, bool):
+        return
+    within = Interval(0.0, True, float(band), True)
+    for r in rot.rules:
+        for d in _single_fact(r.when, "weight_drift"):
+            assert isinstance(d, Interval)
+            overlap = d.intersect(within)
+            if overlap.empty:
+                continue
+            yield Finding(r.pos, "warning", "threshold-conflict",
+                          f"rule '{r.id}' fires on weight_drift in {overlap.text()}, inside the "
+                          f"band {_num(band)} a rebalance leaves (at "
+                          f"{_spec_pos(rot, ('band',))}): it can fire again right after a "
+                          "rebalance", (_spec_pos(rot, ("band",)),))
+            break
+
+
+def _approval_floor(rot: Policy, approvals: Sequence[Policy]) -> Iterator[Finding]:
+    floor = _get(rot.spec, "sizing", "min_trade_notional")
+    if not isinstance(floor, (int, float)) or isinstance(floor, bool):
+        return
+    placed = Interval(float(floor), True, math.inf, False)
+    where = _spec_pos(rot, ("sizing", "min_trade_notional"))
+    for ap in approvals:
+        if ap.spec.get("mode", "semi_autonomous") != "semi_autonomous":
+            continue
+        for r in ap.rules:
+            for d in _single_fact(r.when, "order_notional"):
+                assert isinstance(d, Interval)
+                if d.covers(placed):
+                    yield Finding(r.pos, "warning", "threshold-conflict",
+                                  f"rule '{r.id}' requires approval for order_notional in "
+                                  f"{d.text()}, which covers every order the rotation places "
+                                  f"(min_trade_notional {_num(floor)} at {where}): no rebalance "
+                                  "order goes out without a person", (where,))
+                    break
+
+
+def _untested(ps: PolicySet, cases: Sequence[Case]) -> Iterator[Finding]:
+    named: set[str] = set()
+    for c in cases:
+        if c.expect.rule:
+            named.add(c.expect.rule)
+        named.update(c.expect.fired or ())
+    for p in ps.policies:
+        for r in p.rules:
+            if r.id not in named:
+                yield Finding(r.pos, "warning", "untested-rule",
+                              f"rule '{r.id}' has no test case (no case names it in "
+                              "expect.rule or expect.fired)")
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return repr(v)

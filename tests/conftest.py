@@ -1,0 +1,117 @@
+"""Shared fixtures: where the repository is, running the `fugger` command, writing policies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from engine.evaluator import SafetyEvaluator
+from engine.policy.loader import load_policy_set
+from engine.policy.model import PolicySet
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAFETY_YAML = REPO_ROOT / "policies" / "safety.yaml"
+#: A hang guard for one command, not a speed requirement.
+CLI_HANG_GUARD_S = 120.0
+
+
+class RunCli(Protocol):
+    def __call__(self, *args: str, cwd: Path | None = None, stdin: str | None = None,
+                 env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]: ...
+
+
+class WritePolicy(Protocol):
+    def __call__(self, text: str, name: str = ..., directory: str = ...) -> Path: ...
+
+
+def safety_rule_line(rule_id: str) -> int:
+    """The line of `- id: RULE_ID` in the default safety policy."""
+    lines = SAFETY_YAML.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, start=1):
+        if line.strip() == f"- id: {rule_id}":
+            return n
+    raise LookupError(f"{rule_id} is not a rule of {SAFETY_YAML}")
+
+
+def run_fugger(args: Sequence[str], *, cwd: Path | None = None, stdin: str | None = None,
+               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `fugger ARGS` as a real process; a traceback on stderr fails the test at once,
+    because nothing a user can do may end in one. `env` adds to the inherited environment."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        cwd=cwd if cwd is not None else REPO_ROOT,
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=CLI_HANG_GUARD_S,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr, proc.stderr
+    return proc
+
+
+def run_fugger_many(commands: Sequence[Sequence[str]], *,
+                    cwd: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
+    """Run several independent `fugger` commands at once (each as in `run_fugger`), in order."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda args: run_fugger(args, cwd=cwd), commands))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture
+def run_cli() -> RunCli:
+    def run(*args: str, cwd: Path | None = None, stdin: str | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return run_fugger(args, cwd=cwd, stdin=stdin, env=env)
+
+    return run
+
+
+@pytest.fixture
+def write_policy(tmp_path: Path) -> WritePolicy:
+    """Write policy text to `tmp_path/DIR/NAME` (DIR defaults to `policies`) and return the
+    file's path."""
+
+    def write(text: str, name: str = "policy.yaml", directory: str = "policies") -> Path:
+        folder = tmp_path / directory
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def safety_dir(tmp_path: Path) -> Path:
+    """`tmp_path/policies` holding a copy of the default safety policy and nothing else."""
+    folder = tmp_path / "policies"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(SAFETY_YAML, folder / "safety.yaml")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def safety_set() -> PolicySet:
+    return load_policy_set([str(SAFETY_YAML)])
+
+
+@pytest.fixture(scope="session")
+def safety_evaluator(safety_set: PolicySet) -> Iterator[SafetyEvaluator]:
+    evaluator = SafetyEvaluator(safety_set)
+    yield evaluator
+    evaluator.close()
