@@ -5,21 +5,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from cli.common import Format, fail, load_policies, out
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
-from engine.cycle import CompiledSet, CycleResult, run_cycle
 from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperAccountError, PaperBroker, init_account
 from engine.factsource import FactsError, read_snapshots
-from engine.portfolio.book import BookError, load_book
 from engine.timeutil import format_utc, utc_now
+
+if TYPE_CHECKING:
+    from engine.cycle import CycleResult
 
 DEFAULT_BROKER = ".fugger/paper.db"
 
@@ -61,6 +62,7 @@ def paper_init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing account.")] = False,
 ) -> None:
     """Create the paper account."""
+    from engine.portfolio.book import BookError, load_book
     held: dict[str, int] = {}
     if positions:
         try:
@@ -220,6 +222,9 @@ def step(
 ) -> None:
     """One cycle: decide, plan from the broker's book, gate, queue, send. Prints each order
     with its status and the rule behind it."""
+    # Imported here: the cycle needs pandas, which other commands should not pay for.
+    from engine.cycle import CompiledSet, run_cycle
+
     ps = load_policies([policies])
     try:
         snaps = [s.data for s in read_snapshots(facts)]

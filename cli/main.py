@@ -7,7 +7,15 @@ import sys
 
 import typer
 
-from cli import audit_cmds, exec_cmds, policy_cmds, run_cmd, tooling_cmds
+from cli import (
+    audit_cmds,
+    exec_cmds,
+    monitor_cmds,
+    policy_cmds,
+    rotate_cmd,
+    run_cmd,
+    tooling_cmds,
+)
 
 app = typer.Typer(
     name="fugger",
@@ -24,6 +32,9 @@ app.command("test")(tooling_cmds.test_cmd)
 app.command("lint")(tooling_cmds.lint_cmd)
 app.command("diff")(tooling_cmds.diff_cmd)
 app.add_typer(audit_cmds.app, name="audit")
+app.command("alerts")(monitor_cmds.alerts)
+app.command("report")(monitor_cmds.report)
+app.command("rotate")(rotate_cmd.rotate)
 app.command("run")(run_cmd.run)
 app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)

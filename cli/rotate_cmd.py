@@ -5,18 +5,18 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from cli.common import Format, fail, load_policies, out
-from engine.evaluator import SafetyEvaluator
 from engine.factsource import FactsError, read_snapshots
-from engine.portfolio.book import CASH, Book, BookError, load_book
-from engine.portfolio.gating import GatedPlan, gate_plan
-from engine.portfolio.planner import PlanLine
-from engine.rotation import RotationEvaluator
+
+if TYPE_CHECKING:
+    from engine.portfolio.book import Book
+    from engine.portfolio.gating import GatedPlan
+    from engine.portfolio.planner import PlanLine
 
 
 def rotate(
@@ -32,6 +32,12 @@ def rotate(
     rotation rule that triggered (or why none did), the safety verdict per symbol, and the
     plan: the orders to send and those the rails hold back, with the rule that holds them.
     Nothing is sent or recorded."""
+    # Imported here: rotation needs pandas, which other commands should not pay for.
+    from engine.evaluator import SafetyEvaluator
+    from engine.portfolio.book import BookError, load_book
+    from engine.portfolio.gating import gate_plan
+    from engine.rotation import RotationEvaluator
+
     ps = load_policies([policies])
     try:
         book = load_book(portfolio)
@@ -86,6 +92,8 @@ def _document(book: Book, rot: Any, gated: GatedPlan, decisions: dict[str, Any],
         else:
             cash += line.notional
             shares[line.symbol] = shares.get(line.symbol, 0) - line.shares
+    from engine.portfolio.book import CASH
+
     values = {s: n * prices[s] for s, n in shares.items() if n > 0 and s in prices}
     equity = cash + math.fsum(values.values())
     post = {s: round(v / equity, 6) for s, v in sorted(values.items())} if equity > 0 else {}

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -20,13 +20,11 @@ from rich.progress import (
 
 from cli.common import Format, err, fail, load_policies, out
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
-from engine.cycle import CompiledSet
 from engine.factsource import FactsError, read_snapshots
-from engine.monitoring.sink_config import SinkConfigError, load_sinks
-from engine.monitoring.summary import summarize
-from engine.policy.watch import PolicyWatcher, WatchEvent
-from engine.portfolio.book import BookError, load_book
-from engine.replay import ApprovalRule, Replay, ReplayConfig, ReplayProgress, ResumeRule
+
+if TYPE_CHECKING:
+    from engine.cycle import CompiledSet
+    from engine.replay import ReplayProgress
 
 DEFAULT_APPROVED = "new-symbol-approval,large-order-approval"
 
@@ -63,6 +61,15 @@ def run(
 ) -> None:
     """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
     monitor and record; then print the summary (and write the report)."""
+    # Imported here: the replay needs pandas and the sinks, which other commands should not
+    # pay for at start-up.
+    from engine.cycle import CompiledSet
+    from engine.monitoring.sink_config import SinkConfigError, load_sinks
+    from engine.monitoring.summary import summarize
+    from engine.policy.watch import PolicyWatcher, WatchEvent
+    from engine.portfolio.book import BookError, load_book
+    from engine.replay import ApprovalRule, Replay, ReplayConfig, ResumeRule
+
     ps = load_policies([policies])
     try:
         book = load_book(portfolio)
