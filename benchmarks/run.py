@@ -181,8 +181,59 @@ def run(n: int, out: Path) -> dict[str, Any]:
             section["ratio_engine_to_plain"] = round(
                 section["engine"]["median_us"] / section["plain"]["median_us"], 1)
             results[f"rules_{n_rules}"] = section
+        # One event per 10 ms cycle (about what a replay day costs), then everything at once.
+        results["alerts"] = alert_latency(Path(tmp), pace_s=0.01)
+        results["alerts_burst"] = alert_latency(Path(tmp))
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any]:
+    """Time from an event reaching the alert engine to each sink starting to send it: the
+    JSONL file and a webhook on a local HTTP server, both behind the non-blocking
+    dispatcher. Also the time the event call itself takes (what a cycle waits for)."""
+    import http.server
+    import threading
+
+    from engine.monitoring.alerting import AlertEngine
+    from engine.monitoring.sinks import JsonlSink, WebhookSink
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+    tag = "paced" if pace_s else "burst"
+    store = AuditStore(tmp / f"alerts-{tag}.db")
+    engine = AlertEngine.with_sinks(store, [JsonlSink(tmp / f"alerts-{tag}.jsonl"),
+                                            WebhookSink(url, timeout_s=5.0)], "bench")
+    call_us: list[float] = []
+    actions = ("halt", "allow")
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        engine.on_safety(f"2024-01-{1 + i % 28:02d}T21:00:00Z", f"S{i}", actions[i % 2], "r")
+        call_us.append((time.perf_counter_ns() - t0) / 1000)
+        if pace_s:
+            time.sleep(pace_s)
+    dispatcher = engine._dispatcher
+    assert dispatcher is not None
+    dispatcher.flush(30.0)
+    samples = dispatcher.stats().samples
+    engine.close()
+    store.close()
+    server.shutdown()
+    by_sink: dict[str, list[float]] = {}
+    for smp in samples:
+        by_sink.setdefault(smp.sink, []).append(smp.handoff_s * 1e6)
+    return {"pace_s": pace_s, "event_call": summary(call_us),
+            "handoff": {k: summary(v) for k, v in sorted(by_sink.items())}}
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -199,6 +250,15 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{'engine / plain Python':34} {sec['ratio_engine_to_plain']:>10}x")
         print(f"{'decisions/s, audit batched by 500':34} "
               f"{sec['audit_batched_decisions_per_s']:>10}")
+    for key, label in (("alerts", "one event per 10 ms cycle"),
+                       ("alerts_burst", "all events back to back")):
+        al = results[key]
+        print(f"\nalerts, {label} ({al['event_call']['n']} events, half raise an alert)"
+              f"\n{header}")
+        print(f"{'event call (record + queue)':34} {al['event_call']['median_us']:>10} "
+              f"{al['event_call']['p99_us']:>10}")
+        for sink, st in al["handoff"].items():
+            print(f"{'hand-off to ' + sink:34} {st['median_us']:>10} {st['p99_us']:>10}")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ the one it swaps out (a compiled evaluator holds rule-engine resources).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar, cast, overload
@@ -75,10 +76,28 @@ class PolicyWatcher(Generic[T]):
         self._bad_digest: str | None = None
         self.current: T | None = None
         self.policy_set: PolicySet | None = None
+        self._last_signature: tuple[tuple[str, int, int, int, int], ...] | None = None
+
+    def _signature(self) -> tuple[tuple[str, int, int, int, int], ...] | None:
+        out = []
+        try:
+            for f in discover(self.paths):
+                st = os.stat(f)
+                out.append((f, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        except OSError:
+            return None
+        return tuple(out)
 
     def poll(self) -> T | None:
         """Check the files once. Returns the compiled new set to swap in, or None when nothing
         changed or the change was rejected (the last good set stays in force)."""
+        # A stat of each file first: when no file's inode, size, mtime or ctime moved, its
+        # bytes did not either (ctime cannot be set back by a copy that keeps mtime), so the
+        # files are not read again. Any movement falls through to the content hash.
+        signature = self._signature()
+        if signature is not None and signature == self._last_signature:
+            return None
+        self._last_signature = signature
         read = self._read()
         if read.digest == self._good_digest:
             if self._bad_digest is not None:

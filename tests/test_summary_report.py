@@ -1,0 +1,398 @@
+"""Run summaries and the HTML report, from synthetic runs written into a real audit store."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import itertools
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import RunCli
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from engine.audit.store import AuditStore
+from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.dispatch import SinkFailure
+from engine.monitoring.report import action_runs, thin, write_report
+from engine.monitoring.summary import RunSummary, SummaryError, summarize
+
+RUN_A = "run-a"
+RUN_B = "run-b"
+SQRT_252 = math.sqrt(252)
+
+#: ts, equity, buy & hold, actions, fired, deciding, trading state, rebalance
+DAYS: list[tuple[str, float, float, dict[str, str], dict[str, list[str]], dict[str, str | None],
+                 str, dict[str, Any]]] = [
+    ("2007-12-31T21:00:00Z", 100.0, 100.0, {"SP500": "allow", "WTI": "allow"}, {},
+     {"SP500": None, "WTI": None}, "ACTIVE",
+     {"triggered": True, "rule": "initial-build", "executed": True}),
+    ("2008-01-02T21:00:00Z", 120.0, 101.0, {"SP500": "allow", "WTI": "block_new"},
+     {"WTI": ["coherence-break-block"]}, {"SP500": None, "WTI": "coherence-break-block"},
+     "REDUCING", {"triggered": False, "rule": None}),
+    ("2008-06-02T21:00:00Z", 90.0, 102.0, {"SP500": "halt", "WTI": "flatten"},
+     {"SP500": ["drift-spike-halt", "high-volatility-flatten"],
+      "WTI": ["high-volatility-flatten"]},
+     {"SP500": "drift-spike-halt", "WTI": "high-volatility-flatten"}, "HALTED",
+     {"triggered": False, "rule": None}),
+    ("2008-12-31T21:00:00Z", 130.0, 103.0, {"SP500": "wait_confirmation", "WTI": "allow"},
+     {"SP500": ["low-confidence-wait"]}, {"SP500": "low-confidence-wait", "WTI": None},
+     "HALTED", {"triggered": True, "rule": "weight-drift", "executed": False}),
+    ("2011-03-01T21:00:00Z", 104.0, 104.0, {"SP500": "allow", "WTI": "allow"}, {},
+     {"SP500": None, "WTI": None}, "ACTIVE",
+     {"triggered": True, "rule": "weight-drift", "executed": True}),
+]
+
+FACTS = {"drift_score": 0.1, "volatility": 0.2, "coherence": 0.8, "frs": 0.7,
+         "meta_reliability": 0.9}
+
+
+def cycle(run_id: str, ts: str, equity: float, buy_hold: float, actions: dict[str, str],
+          fired: dict[str, list[str]] | None = None,
+          deciding: dict[str, str | None] | None = None, state: str = "ACTIVE",
+          rebalance: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any]]:
+    prices = {s: 100.0 + i for i, s in enumerate(sorted(actions))}
+    return ("cycle", f"{run_id}:{ts}", {
+        "run_id": run_id, "ts": ts, "equity": equity, "cash": 10.0,
+        "positions": {s: 1.0 for s in actions}, "prices": prices, "buy_hold_equity": buy_hold,
+        "actions": actions, "deciding": deciding or {s: None for s in actions},
+        "fired": fired or {}, "facts": {s: dict(FACTS) for s in actions},
+        "trading_state": state, "rebalance": rebalance or {"triggered": False, "rule": None},
+        "orders": {"sent": 0, "denied": 0, "held": 0, "pending": 0, "expired": 0, "filled": 0},
+    })
+
+
+def started(run_id: str, symbols: list[str]) -> tuple[str, str, dict[str, Any]]:
+    return ("run_started", run_id, {
+        "run_id": run_id, "started_at": "2025-02-03T04:05:06Z",
+        "policies": {"core-safety": "2.0.0", "core-approval": "1.1.0"}, "policy_hash": "f" * 64,
+        "facts_file": "examples/history.jsonl", "portfolio_file": "examples/portfolio.yaml",
+        "approval_rule": "buys above 20% of equity wait for a person; unanswered after 1 day "
+                         "they expire",
+        "resume_rule": "a halt lifts after 5 clear days, resumed by replay-operator",
+        "symbols": symbols, "initial_cash": 100.0})
+
+
+def order(run_id: str, client_id: str, status: str, side: str = "buy",
+          ts: str = "2008-01-02T21:00:00Z") -> tuple[str, str, dict[str, Any]]:
+    return ("order", client_id, {
+        "run_id": run_id, "ts": ts, "client_id": client_id, "symbol": "SP500", "side": side,
+        "shares": 1.0, "price": 100.0, "status": status, "rule": None, "decision_id": "d",
+        "action": "allow", "deciding_rule": None, "facts_hash": "h", "summary": status})
+
+
+def write_runs(store: AuditStore) -> list[str]:
+    """Run B (older, unfinished) and run A (the latest); the ids of run A's alerts in order."""
+    store.append_many([
+        started(RUN_B, ["SP500"]),
+        cycle(RUN_B, "2010-01-04T21:00:00Z", 50.0, 50.0, {"SP500": "allow"}),
+        cycle(RUN_B, "2010-01-05T21:00:00Z", 55.0, 51.0, {"SP500": "halt"}),
+        order(RUN_B, "b-1", "filled"),
+    ])
+    with AlertEngine(store, None, RUN_B) as engine:
+        engine.on_approval_waiting("2010-01-05T21:00:00Z", "b-item", timedelta(days=2))
+
+    store.append(*started(RUN_A, ["SP500", "WTI"]))
+    first = DAYS[2]
+    # Day 3 is recorded twice (a resumed run); the later record must win.
+    store.append(*cycle(RUN_A, first[0], 5000.0, 102.0, {"SP500": "allow", "WTI": "allow"}))
+    store.append_many([cycle(RUN_A, *d) for d in DAYS])
+    store.append_many([
+        order(RUN_A, "a-1", "submitting"), order(RUN_A, "a-1", "filled"),
+        order(RUN_A, "a-2", "pending_approval"), order(RUN_A, "a-2", "expired"),
+        order(RUN_A, "a-3", "denied"),
+        order(RUN_A, "a-4", "pending_approval"), order(RUN_A, "a-4", "approved"),
+        order(RUN_A, "a-4", "submitting"), order(RUN_A, "a-4", "filled", side="sell"),
+        order(RUN_A, "a-5", "submitting"), order(RUN_A, "a-5", "failed"),
+    ])
+    ids: list[str] = []
+    with AlertEngine(store, None, RUN_A) as engine:
+        start = datetime(2008, 1, 1, 21, tzinfo=UTC)
+        for n in range(24):
+            action = "halt" if n % 2 == 0 else "allow"
+            ids += [a.alert_id for a in
+                    engine.on_safety(start + timedelta(days=n), "SP500", action, "r")]
+        ids += [a.alert_id for a in engine.on_approval_waiting(
+            "2008-02-01T21:00:00Z", "a-item", timedelta(days=1))]
+        engine.on_sink_failure(SinkFailure("webhook", ids[0], "HTTP 500",
+                                           "2025-02-03T04:05:07.000Z"))
+    store.append("run_finished", RUN_A, {"run_id": RUN_A, "finished_at": "2025-02-03T04:06:00Z",
+                                         "days": 5})
+    return ids
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "audit.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[AuditStore]:
+    with AuditStore(db) as s:
+        yield s
+
+
+@pytest.fixture
+def alert_ids(store: AuditStore) -> list[str]:
+    return write_runs(store)
+
+
+# -- summary ------------------------------------------------------------------------------------
+
+
+def test_summary_counts_actions_rules_rebalances_and_states(
+    store: AuditStore, alert_ids: list[str]
+) -> None:
+    s = summarize(store)
+    assert s.run_id == RUN_A
+    assert s.days == 5
+    assert (s.first_day, s.last_day) == (DAYS[0][0], DAYS[-1][0])
+    assert s.finished_at == "2025-02-03T04:06:00Z"
+    assert dict(s.symbol_days_by_action) == {
+        "halt": 1, "flatten": 1, "block_new": 1, "wait_confirmation": 1, "allow": 6}
+    assert dict(s.book_days_by_action) == {
+        "halt": 1, "flatten": 0, "block_new": 1, "wait_confirmation": 1, "allow": 2}
+    assert dict(s.days_by_trading_state) == {"ACTIVE": 2, "REDUCING": 1, "HALTED": 2}
+    assert s.rules_fired == (("high-volatility-flatten", 2), ("coherence-break-block", 1),
+                             ("drift-spike-halt", 1), ("low-confidence-wait", 1))
+    assert dict(s.rules_deciding) == {"coherence-break-block": 1, "drift-spike-halt": 1,
+                                      "high-volatility-flatten": 1, "low-confidence-wait": 1}
+    assert s.rebalances == 3
+    assert dict(s.rebalances_by_rule) == {"weight-drift": 2, "initial-build": 1}
+    assert s.rebalances_executed == 2
+    assert s.approval_rule is not None and "expire" in s.approval_rule
+    assert s.resume_rule == "a halt lifts after 5 clear days, resumed by replay-operator"
+    assert s.policies == (("core-approval", "1.1.0"), ("core-safety", "2.0.0"))
+
+
+def test_summary_returns_volatility_and_drawdown_are_exact(
+    store: AuditStore, alert_ids: list[str]
+) -> None:
+    s = summarize(store)
+    book = [d[1] for d in DAYS]
+    bh = [d[2] for d in DAYS]
+    assert (s.book.start, s.book.end) == (100.0, 104.0)
+    assert s.book.total_return == pytest.approx(0.04, abs=1e-12)
+    returns = [b / a - 1 for a, b in itertools.pairwise(book)]
+    assert returns == pytest.approx([0.2, -0.25, 4 / 9, -0.2])
+    assert s.book.annualised_volatility == pytest.approx(statistics.stdev(returns) * SQRT_252,
+                                                         rel=1e-12)
+    assert s.book.max_drawdown == pytest.approx(0.25, abs=1e-12)  # 120 -> 90
+    bh_returns = [b / a - 1 for a, b in itertools.pairwise(bh)]
+    assert s.buy_hold.total_return == pytest.approx(0.04, abs=1e-12)
+    assert s.buy_hold.annualised_volatility == pytest.approx(
+        statistics.stdev(bh_returns) * SQRT_252, rel=1e-12)
+    assert s.buy_hold.max_drawdown == 0.0
+
+
+def test_summary_by_year_covers_the_notable_years(store: AuditStore, alert_ids: list[str]) -> None:
+    years = {y.year: y for y in summarize(store).years}
+    assert sorted(years) == [2007, 2008, 2011]
+    y2008 = years[2008]
+    assert y2008.days == 3
+    assert dict(y2008.symbol_days) == {
+        "halt": 1, "flatten": 1, "block_new": 1, "wait_confirmation": 1, "allow": 2}
+    assert dict(y2008.book_days) == {
+        "halt": 1, "flatten": 0, "block_new": 1, "wait_confirmation": 1, "allow": 0}
+    assert y2008.book_return == pytest.approx(0.3)  # 100 at the end of 2007, 130 at the end
+    assert y2008.buy_hold_return == pytest.approx(0.03)
+    assert years[2011].book_return == pytest.approx(104 / 130 - 1)
+    assert years[2007].book_return == 0.0
+    notable = [y["year"] for y in summarize(store).to_json()["notable_years"]]
+    assert notable == [2008, 2011]
+
+
+def test_summary_counts_orders_by_status(store: AuditStore, alert_ids: list[str]) -> None:
+    s = summarize(store)
+    assert s.orders == 5
+    assert dict(s.orders_by_status) == {
+        "sent": 3, "filled": 2, "denied": 1, "pending_approval": 2, "approved": 1,
+        "rejected": 0, "expired": 1, "cancelled": 0, "failed": 1, "submitting": 3}
+    final = {k: v for k, v in s.orders_final_status if v}
+    assert final == {"filled": 2, "denied": 1, "expired": 1, "failed": 1}
+
+
+def test_summary_alerts_by_severity_and_the_last_twenty(
+    store: AuditStore, alert_ids: list[str]
+) -> None:
+    s = summarize(store)
+    assert s.alerts == 25
+    assert dict(s.alerts_by_severity) == {"critical": 12, "warning": 1, "info": 12}
+    assert [a.alert_id for a in s.last_alerts] == alert_ids[-20:]
+    assert s.sink_failures == 1
+
+
+def test_summary_of_a_named_run_and_errors(store: AuditStore, alert_ids: list[str]) -> None:
+    b = summarize(store, RUN_B)
+    assert (b.run_id, b.days, b.orders, b.alerts) == (RUN_B, 2, 1, 1)
+    assert b.finished_at is None
+    assert "finished not recorded" in b.render_text()
+    with pytest.raises(SummaryError, match=r"no run 'nope'.*run-b, run-a"):
+        summarize(store, "nope")
+
+
+def test_summary_is_deterministic(store: AuditStore, alert_ids: list[str]) -> None:
+    first, second = summarize(store), summarize(store)
+    assert first == second
+    assert first.render_text() == second.render_text()
+    assert json.dumps(first.to_json()) == json.dumps(second.to_json())
+    text = first.render_text()
+    for needle in ("Run run-a", "+4.00%", "25.00%", "2008*", "held (pending_approval)",
+                   "weight-drift 2", "critical 12"):
+        assert needle in text
+
+
+def test_an_empty_store_or_a_bad_record_is_a_clear_error(store: AuditStore) -> None:
+    with pytest.raises(SummaryError, match="no run recorded"):
+        summarize(store)
+    store.append(*started(RUN_A, ["SP500"]))
+    bad = cycle(RUN_A, "2008-01-02T21:00:00Z", 100.0, 100.0, {"SP500": "stop"})
+    record = store.append(*bad)
+    with pytest.raises(SummaryError, match=rf"record {record.seq} .*actions.SP500 is 'stop'"):
+        summarize(store)
+
+
+def test_a_non_finite_equity_is_refused(store: AuditStore) -> None:
+    store.append(*started(RUN_A, ["SP500"]))
+    store.append(*cycle(RUN_A, "2008-01-02T21:00:00Z", math.nan, 100.0, {"SP500": "allow"}))
+    with pytest.raises(SummaryError, match="equity must be a finite number"):
+        summarize(store)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+
+
+def test_fugger_report_prints_the_summary(
+    run_cli: RunCli, db: Path, store: AuditStore, alert_ids: list[str], tmp_path: Path
+) -> None:
+    proc = run_cli("report", "--audit", str(db))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == summarize(store).render_text()
+
+    out = tmp_path / "out"
+    proc = run_cli("report", "--audit", str(db), "--run", RUN_B, "--format", "json",
+                   "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == summarize(store, RUN_B).to_json()
+    assert [p.name for p in out.iterdir()] == ["report.html"]
+    assert str(out / "report.html") in proc.stderr
+
+
+def test_fugger_report_errors(run_cli: RunCli, db: Path, store: AuditStore,
+                              alert_ids: list[str], tmp_path: Path) -> None:
+    missing = run_cli("report", "--audit", str(tmp_path / "none.db"))
+    assert missing.returncode == 1 and "no audit store" in missing.stderr
+    unknown = run_cli("report", "--audit", str(db), "--run", "nope")
+    assert unknown.returncode == 1 and "no run 'nope'" in unknown.stderr
+
+
+def test_fugger_alerts_lists_the_last_twenty_or_all(
+    run_cli: RunCli, db: Path, store: AuditStore, alert_ids: list[str]
+) -> None:
+    proc = run_cli("alerts", "--audit", str(db))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 20
+    assert [re.search(r"alert (\w+)\]$", line).group(1) for line in lines  # type: ignore[union-attr]
+            ] == alert_ids[-20:]
+
+    proc = run_cli("alerts", "--audit", str(db), "--all", "--run", RUN_A, "--severity",
+                   "warning", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(r["run_id"], r["severity"]) for r in rows] == (
+        [(RUN_A, "critical")] * 12 + [(RUN_A, "warning")])
+    assert [r["alert_id"] for r in rows][-1] == alert_ids[-1]
+
+    bad = run_cli("alerts", "--audit", str(db), "--severity", "loud")
+    assert bad.returncode == 2
+
+
+# -- HTML report --------------------------------------------------------------------------------
+
+
+def images(page: str) -> list[Image.Image]:
+    found = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+
+
+def test_the_report_is_one_self_contained_file(
+    store: AuditStore, alert_ids: list[str], tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    path = write_report(store, out)
+    assert path == out / "report.html"
+    assert [p.name for p in out.iterdir()] == ["report.html"]
+    page = path.read_text(encoding="utf-8")
+    pictures = images(page)
+    assert len(pictures) == 3  # equity, then one per symbol
+    assert all(p.format == "PNG" and p.size[0] == 1200 for p in pictures)
+    assert not re.search(r'(?:src|href)="(?!data:)', page)
+    summary: RunSummary = summarize(store)
+    assert html.escape(summary.render_text()) in page
+    assert html.escape(summary.approval_rule or "?") in page
+    assert page.count('<td class="sev-') == 20
+    assert '<tr class="notable"><td>2008</td>' in page
+
+
+def test_a_long_run_renders_with_exact_bands(store: AuditStore, tmp_path: Path) -> None:
+    symbols = ["NASDAQ", "SP500", "WTI"]
+    store.append(*started(RUN_A, symbols))
+    rng = np.random.default_rng(7)
+    start = datetime(1999, 11, 12, 21, tzinfo=UTC)
+    choices = ["allow", "allow", "wait_confirmation", "block_new", "flatten", "halt"]
+    records = []
+    equity = 100_000.0
+    for n in range(5000):
+        ts = (start + timedelta(days=n)).isoformat().replace("+00:00", "Z")
+        equity *= 1 + rng.normal(0, 0.01)
+        actions = {s: choices[int(rng.integers(0, len(choices)))] for s in symbols}
+        records.append(cycle(RUN_A, ts, equity, equity * 1.01, actions))
+        if n % 97 == 0:
+            records.append(order(RUN_A, f"o-{n}", "filled", side="sell" if n % 2 else "buy",
+                                 ts=ts))
+    store.append_many(records)
+    path = write_report(store, tmp_path / "big")
+    page = path.read_text(encoding="utf-8")
+    assert len(images(page)) == 4
+    assert "5000 (1999-11-12 .. 2013-07-20)" in page
+
+
+# -- drawing helpers ----------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(min_value=-1, max_value=4), max_size=300))
+def test_action_runs_cover_every_day_exactly(codes: list[int]) -> None:
+    runs = action_runs(np.array(codes, dtype=int))
+    expanded = [code for start, end, code in runs for _ in range(start, end)]
+    assert expanded == codes
+    assert all(a[2] != b[2] and a[1] == b[0] for a, b in itertools.pairwise(runs))
+
+
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
+             max_size=3000),
+    st.integers(min_value=6, max_value=500),
+)
+def test_thinning_keeps_the_extremes_and_the_order(values: list[float], bound: int) -> None:
+    y = np.array(values)
+    x = np.arange(y.size, dtype=float)
+    xs, ys = thin(x, y, bound)
+    if y.size <= bound:
+        assert xs.size == y.size
+    else:
+        assert xs.size <= bound
+    assert np.all(np.diff(xs) > 0)
+    assert ys.max() == y.max() and ys.min() == y.min()
+    assert np.array_equal(ys, y[xs.astype(int)])
