@@ -3,6 +3,7 @@ the approval policy. There is no argument, flag or variable that skips it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -10,6 +11,22 @@ from engine.actions import Action
 from engine.decision import Decision
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.state import StateView, TradingState
+
+
+def _malformed(order: OrderIntent) -> str:
+    """Why an order cannot even be judged; an order the gate cannot classify never goes out."""
+    if order.side not in ("BUY", "SELL"):
+        return f"side must be BUY or SELL, got {order.side!r}"
+    if isinstance(order.shares, bool) or not isinstance(order.shares, int) or order.shares <= 0:
+        return f"shares must be a whole number above 0, got {order.shares!r}"
+    price = order.price
+    if isinstance(price, bool) or not isinstance(price, (int, float)) or \
+            not math.isfinite(price) or price <= 0:
+        return f"price must be a finite number above 0, got {price!r}"
+    if isinstance(order.held_shares, bool) or not isinstance(order.held_shares, int) or \
+            order.held_shares < 0:
+        return f"held shares must be a whole number, got {order.held_shares!r}"
+    return ""
 
 
 class Verdict(StrEnum):
@@ -47,6 +64,9 @@ def gate(order: OrderIntent, decision: Decision | None, state: StateView,
          approvals: ApprovalEvaluator, *, approved: bool = False) -> GateResult:
     """Whether `order` may go out now. `approved`: a person approved this very order; it
     still has to pass the rails as they are now."""
+    malformed = _malformed(order)
+    if malformed:
+        return GateResult(Verdict.DENIED, "order-invalid", malformed)
     if decision is None or decision.symbol != order.symbol:
         return GateResult(Verdict.DENIED, "decision-missing",
                           f"no safety decision for {order.symbol} in this cycle")
