@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from engine.policy.problems import PolicyError
 
 # Piped output keeps ids whole and tables readable: rich would otherwise assume 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
+if TYPE_CHECKING:
+    from engine.portfolio.book import Book
+
 out = Console(highlight=False, width=_WIDTH)
 err = Console(stderr=True, highlight=False, width=_WIDTH)
 
@@ -36,6 +39,30 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
 def print_problems(e: PolicyError) -> None:
     for p in e.problems:
         print(str(p), file=sys.stderr)
+
+
+def load_snapshots(facts: str, *, input_format: str = "auto") -> list[Any]:
+    """Every snapshot of a facts file, or exit 1 naming each unreadable line."""
+    from engine.factsource import FactsError, read_snapshots
+    try:
+        snaps = [s.data for s in read_snapshots(facts, input_format)]
+    except FactsError as e:
+        for m in e.messages:
+            print(m, file=sys.stderr)
+        print("nothing was evaluated", file=sys.stderr)
+        raise typer.Exit(EXIT_INVALID) from e
+    if not snaps:
+        fail(f"{facts}: no snapshot")
+    return snaps
+
+
+def load_book_file(path: str) -> Book:
+    """The book of a portfolio file, or exit 1 with every problem at its position."""
+    from engine.portfolio.book import BookError, load_book
+    try:
+        return load_book(path)
+    except BookError as e:
+        fail(str(e))
 
 
 def load_policies(paths: list[str]) -> PolicySet:

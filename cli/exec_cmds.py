@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, load_policies, out
+from cli.common import Format, fail, load_book_file, load_policies, load_snapshots, out
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperAccountError, PaperBroker, init_account
-from engine.factsource import FactsError, read_snapshots
 from engine.timeutil import format_utc, utc_now
 
 if TYPE_CHECKING:
@@ -62,13 +61,7 @@ def paper_init(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing account.")] = False,
 ) -> None:
     """Create the paper account."""
-    from engine.portfolio.book import BookError, load_book
-    held: dict[str, int] = {}
-    if positions:
-        try:
-            held = dict(load_book(positions).positions)
-        except BookError as e:
-            fail(str(e))
+    held = dict(load_book_file(positions).positions) if positions else {}
     tradable = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     try:
         Path(broker).parent.mkdir(parents=True, exist_ok=True)
@@ -226,12 +219,7 @@ def step(
     from engine.cycle import CompiledSet, run_cycle
 
     ps = load_policies([policies])
-    try:
-        snaps = [s.data for s in read_snapshots(facts)]
-    except FactsError as e:
-        fail("\n".join(e.messages))
-    if not snaps:
-        fail(f"{facts}: no snapshot to decide on")
+    snaps = load_snapshots(facts)
     paper = _broker(broker)
     try:
         compiled = CompiledSet(ps)

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, load_policies, out
-from engine.factsource import FactsError, read_snapshots
+from cli.common import Format, fail, load_book_file, load_policies, load_snapshots, out
 
 if TYPE_CHECKING:
     from engine.portfolio.book import Book
@@ -34,21 +33,12 @@ def rotate(
     Nothing is sent or recorded."""
     # Imported here: rotation needs pandas, which other commands should not pay for.
     from engine.evaluator import SafetyEvaluator
-    from engine.portfolio.book import BookError, load_book
     from engine.portfolio.gating import gate_plan
     from engine.rotation import RotationEvaluator
 
     ps = load_policies([policies])
-    try:
-        book = load_book(portfolio)
-    except BookError as e:
-        fail(str(e))
-    try:
-        snaps = [s.data for s in read_snapshots(facts)]
-    except FactsError as e:
-        fail("\n".join(e.messages))
-    if not snaps:
-        fail(f"{facts}: no snapshot")
+    book = load_book_file(portfolio)
+    snaps = load_snapshots(facts)
     try:
         safety = SafetyEvaluator(ps)
         rotation = RotationEvaluator(ps)

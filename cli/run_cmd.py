@@ -18,9 +18,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cli.common import Format, err, fail, load_policies, out
+from cli.common import Format, err, fail, load_book_file, load_policies, load_snapshots, out
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
-from engine.factsource import FactsError, read_snapshots
 
 if TYPE_CHECKING:
     from engine.cycle import CompiledSet
@@ -67,19 +66,11 @@ def run(
     from engine.monitoring.sink_config import SinkConfigError, load_sinks
     from engine.monitoring.summary import summarize
     from engine.policy.watch import PolicyWatcher, WatchEvent
-    from engine.portfolio.book import BookError, load_book
     from engine.replay import ApprovalRule, Replay, ReplayConfig, ResumeRule
 
     ps = load_policies([policies])
-    try:
-        book = load_book(portfolio)
-    except BookError as e:
-        fail(str(e))
-    try:
-        snaps = [s.data for s in read_snapshots(facts)]
-    except FactsError as e:
-        fail("\n".join(e.messages))
-    snaps = [s for s in snaps if _in_range(s, start, end)]
+    book = load_book_file(portfolio)
+    snaps = [s for s in load_snapshots(facts) if _in_range(s, start, end)]
     if not snaps:
         fail(f"{facts}: no snapshot in the chosen days")
     sink_list = []

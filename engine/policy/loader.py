@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from engine.policy.model import Policy, PolicySet
 from engine.policy.problems import PolicyError, Position, Problem
 from engine.policy.validate import check_document
-from engine.policy.yamlsource import parse_policy_text, read_policy_file
+from engine.policy.yamlsource import YamlDocument, parse_policy_text, read_policy_file
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -31,34 +32,25 @@ def load_policy_set(paths: Iterable[str]) -> PolicySet:
     """Load, validate and cross-check policies; raises PolicyError listing every problem."""
     paths = list(paths)
     files = discover(paths)
-    problems: list[Problem] = []
     if not files:
         where = ", ".join(paths) or "(nothing)"
         raise PolicyError([Problem(Position(where, 1, 1), "no policy files (*.yaml) found")])
-    policies: list[Policy] = []
-    for f in files:
-        try:
-            doc = read_policy_file(f)
-        except PolicyError as e:
-            problems.extend(e.problems)
-            continue
-        policy, found = check_document(doc)
-        problems.extend(found)
-        if policy is not None:
-            policies.append(policy)
-    problems.extend(cross_check(policies))
-    if problems:
-        raise PolicyError(problems)
-    return PolicySet(tuple(policies))
+    return _build_set([functools.partial(read_policy_file, f) for f in files])
 
 
 def policy_set_from_texts(sources: Sequence[tuple[str, str]]) -> PolicySet:
     """Rebuild a policy set from recorded (path, text) pairs, e.g. from the audit store."""
+    return _build_set([functools.partial(parse_policy_text, path, text)
+                       for path, text in sources])
+
+
+def _build_set(readers: Sequence[Callable[[], YamlDocument]]) -> PolicySet:
+    """Check every document, then the set; every problem of every file is reported."""
     problems: list[Problem] = []
     policies: list[Policy] = []
-    for path, text in sources:
+    for read in readers:
         try:
-            doc = parse_policy_text(path, text)
+            doc = read()
         except PolicyError as e:
             problems.extend(e.problems)
             continue
