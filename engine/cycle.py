@@ -162,6 +162,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
         if rotation.plan is not None:
             lines = [OrderIntent(pl.symbol, pl.side, pl.shares, pl.price,
                                  positions.get(pl.symbol, 0)) for pl in rotation.plan.lines]
+    lines = _not_in_flight(lines, broker, queue, run_id)
     lines = _with_flatten_exits(lines, decisions, positions, snapshots)
 
     if lines:
@@ -217,6 +218,17 @@ def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
         out.append(gateway.submit(order, decisions.get(item.symbol), view, cid=item.item_id,
                                   now=now, approved_item=item.item_id))
     return out
+
+
+def _not_in_flight(lines: list[OrderIntent], broker: Broker, queue: approvals.ApprovalQueue,
+                   run_id: str | None) -> list[OrderIntent]:
+    """Drop planned lines an earlier cycle already has under way: the plan is made from the
+    broker's filled positions, so an order still open at the broker, or one still waiting for
+    a person, would otherwise be planned, and sent, a second time."""
+    open_symbols = {o.symbol for o in broker.open_orders()}
+    waiting = {(i.symbol, i.side) for i in queue.pending(run_id)}
+    return [o for o in lines
+            if o.symbol not in open_symbols and (o.symbol, o.side) not in waiting]
 
 
 def _with_flatten_exits(lines: list[OrderIntent], decisions: Mapping[str, Decision],

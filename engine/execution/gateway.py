@@ -60,10 +60,15 @@ class Gateway:
         """The one way an order reaches the broker."""
         if approved_item is not None:
             item = approvals.get(self.store, approved_item)
-            who = f" by {item.decided_by}" if item and item.decided_by else ""
-            self._record(cid, order, "approved", GateResult(Verdict.SEND, item.rule if item
-                                                            else None, f"approved{who}"),
-                         decision, now, extra={"approved_by": item.decided_by if item else None})
+            problem = _approval_problem(item, approved_item, cid, order)
+            if problem:
+                denied = GateResult(Verdict.DENIED, "approval-invalid", problem)
+                self._record(cid, order, "denied", denied, decision, now)
+                return OrderOutcome(cid, order, "denied", denied.rule, problem)
+            assert item is not None
+            self._record(cid, order, "approved",
+                         GateResult(Verdict.SEND, item.rule, f"approved by {item.decided_by}"),
+                         decision, now, extra={"approved_by": item.decided_by})
         result = gate(order, decision, state, self.approval,
                       approved=approved_item is not None)
         if result.verdict is Verdict.DENIED:
@@ -161,6 +166,20 @@ class Gateway:
             **(extra or {}),
         }
         self.store.append(ORDER, cid, body)
+
+
+def _approval_problem(item: approvals.ApprovalItem | None, item_id: str, cid: str,
+                      order: OrderIntent) -> str:
+    """Why an approval cannot stand for this order: it must exist, be approved, and be for
+    exactly this order."""
+    if item is None:
+        return f"no approval item {item_id!r}"
+    if item.outcome != "approved":
+        return f"item {item_id} is {item.outcome or 'still pending'}, not approved"
+    if item.item_id != cid or (item.symbol, item.side, item.shares) != (
+            order.symbol, order.side, order.shares):
+        return f"item {item_id} approved a different order"
+    return ""
 
 
 def latest_status(store: AuditStore, cid: str) -> str | None:
