@@ -53,6 +53,11 @@ def run(
     end: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
     sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
                                                                    "(YAML).")] = None,
+    shadow: Annotated[str | None, typer.Option(metavar="DIR", help="A candidate policy set "
+                                                                   "decided beside the active "
+                                                                   "one; differences are "
+                                                                   "recorded, never acted "
+                                                                   "on.")] = None,
     slippage_bps: Annotated[float, typer.Option(min=0)] = 5.0,
     commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
     fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
@@ -69,6 +74,13 @@ def run(
     from engine.replay import ApprovalRule, Replay, ReplayConfig, ResumeRule
 
     ps = load_policies([policies])
+    candidate = None
+    if shadow:
+        from engine.shadow_run import ShadowRun
+        try:
+            candidate = ShadowRun(load_policies([shadow]))
+        except ValueError as e:
+            fail(f"{shadow}: {e}")
     book = load_book_file(portfolio)
     snaps = [s for s in load_snapshots(facts) if _in_range(s, start, end)]
     if not snaps:
@@ -93,6 +105,7 @@ def run(
     watcher = PolicyWatcher([policies], events.append, compile=CompiledSet)
     try:
         compiled = watcher.poll()
+        events.clear()  # the first activation is the set loaded above, not a reload
     except ValueError as e:
         fail(str(e))
     if compiled is None or compiled.policy_set.hash != ps.hash:
@@ -100,7 +113,7 @@ def run(
 
     def poll() -> tuple[CompiledSet | None, list[str]]:
         fresh = watcher.poll()
-        problems = [line for e in events if e.kind == "rejected" for line in e.lines()]
+        problems = [str(p) for e in events if e.kind == "rejected" for p in e.problems]
         for e in events:
             if e.kind == "rejected":
                 err.print(f"warning: {e.message}", markup=False)
@@ -113,7 +126,7 @@ def run(
 
     try:
         replay = Replay(store, compiled, book, config, run_dir=Path(audit).parent / "runs",
-                        sinks=sink_list, poll_policies=poll)
+                        sinks=sink_list, poll_policies=poll, shadow=candidate)
     except ValueError as e:
         fail(str(e))
     t0 = time.monotonic()
@@ -124,9 +137,16 @@ def run(
     if fmt is Format.json:
         sys.stdout.write(json.dumps(summary.to_json()) + "\n")
     else:
-        out.print(summary.render_text(), markup=False)
+        sys.stdout.write(summary.render_text())
         out.print(f"replayed in {elapsed:.1f} s; audit store {audit}; run {run_id}",
                   markup=False)
+    if candidate is not None:
+        s = candidate.summary
+        lines = [f"shadow {shadow}: {s.changed} of {s.compared} decisions would differ"]
+        lines += [f"  {t}: {n}" for t, n in sorted(s.transitions.items())]
+        lines += [f"  e.g. {d.text()}" for d in s.examples]
+        (out if fmt is Format.text else err).print("\n".join(lines), markup=False)
+        candidate.close()
     if report:
         from engine.monitoring.report import write_report
         path = write_report(store, report, run_id)
