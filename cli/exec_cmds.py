@@ -110,9 +110,7 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
     with _store(audit, create=False) as store:
         approvals.expire_due(store, utc_now())
         queue = approvals.ApprovalQueue(store)
-        queue.refresh()
-        items = ([i for i in (approvals.get(store, k) for k in queue._items) if i]
-                 if all_items else queue.pending())
+        items = queue.items() if all_items else queue.pending()
     if fmt is Format.json:
         for i in items:
             sys.stdout.write(json.dumps(i.to_json()) + "\n")

@@ -115,6 +115,10 @@ def _csv(name: str, text: str) -> Iterator[SourcedSnapshot]:
     except StopIteration:
         return
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise FactsError([f"{name}:1: column(s) {', '.join(repeated)} appear more than once; "
+                          "which one holds the fact would be a guess"])
     if "ts" not in header or "symbol" not in header:
         raise FactsError([f"{name}:1: a CSV of facts needs 'ts' and 'symbol' columns "
                           f"(found: {', '.join(header)})"])

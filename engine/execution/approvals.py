@@ -149,6 +149,11 @@ class ApprovalQueue:
             elif r.kind == "order" and r.body.get("status") != "pending_approval":
                 self._used.add(r.ref)
 
+    def items(self) -> list[ApprovalItem]:
+        """Every item ever queued, decided or not, oldest first."""
+        self.refresh()
+        return list(self._items.values())
+
     def pending(self, run_id: str | object | None = ...) -> list[ApprovalItem]:
         self.refresh()
         return [i for k, i in self._items.items()

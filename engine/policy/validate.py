@@ -58,9 +58,12 @@ def check_document(doc: YamlDocument) -> tuple[Policy | None, list[Problem]]:
     if not isinstance(data, Mapping):
         return None, [Problem(Position(doc.path, 1, 1),
                               "a policy is a mapping with apiVersion, kind, metadata and spec")]
-    problems = list(_schema_problems(doc))
-    problems.extend(_semantic_problems(doc))
-    problems = sorted(set(problems))
+    semantic = list(_semantic_problems(doc))
+    # A value the semantic checks explain (with the fact's unit and range) needs no second,
+    # vaguer line from the schema at the same place.
+    explained = {p.pos for p in semantic}
+    problems = [p for p in _schema_problems(doc) if p.pos not in explained]
+    problems = sorted(set(problems + semantic))
     if problems:
         return None, problems
     return _build(doc), []
@@ -114,8 +117,12 @@ def _render(doc: YamlDocument, error: ValidationError) -> Iterator[Problem]:
                              f"not {_show(value)}")
         return
     if kind == "type":
+        got = "null" if value is None else f"{_type_name(value)} {_show(value)}"
+        hint = ""
+        if path and path[-1] == "version" and isinstance(value, (int, float)):
+            hint = "; quote it and give all three parts, e.g. \"2.0.0\""
         yield _at(doc, path, f"{where}: expected {_type_text(error.validator_value)}, "
-                             f"got {_type_name(value)} {_show(value)}")
+                             f"got {got}{hint}")
         return
     if kind == "pattern":
         last = next((p for p in reversed(path) if isinstance(p, str)), "")
@@ -255,6 +262,10 @@ def _type_problems(doc: YamlDocument, spec: FactSpec, op: str, values: list[Any]
     for j, v in enumerate(values):
         vpath = (*path, j) if listed else path
         if spec.type in ("number", "integer"):
+            if v is None:
+                yield _at(doc, vpath, f"'{spec.name}' is compared with a number ({spec.unit}); "
+                                      "the value is empty")
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 yield _at(doc, vpath, f"'{spec.name}' is a number ({spec.unit}); "
                                       f"{_show(v)} is {_type_name(v)}")
