@@ -111,11 +111,13 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               on_broker_error: Callable[[str, str], None] | None = None,
               record_extra: Mapping[str, Any] | None = None,
               queue: approvals.ApprovalQueue | None = None,
-              flush: bool = True) -> CycleResult:
+              flush: bool = True,
+              last_rebalance: str | Any | None = ...) -> CycleResult:
     """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
     still be unwritten when it returns, if no order left: the caller appends them with its
     own record through `result.writes`, in one transaction. Before any order reaches the
-    gateway they are always committed."""
+    gateway they are always committed. `last_rebalance`: when the caller tracks it (a long
+    run), the time of the last rebalance carried out; otherwise it is read from the store."""
     now = cycle_time(snapshots)
     ts = format_utc(now)
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
@@ -154,7 +156,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
 
     positions = broker.positions()
     book = Book(cash=broker.cash(), positions=positions, as_of=ts,
-                last_rebalance=_last_rebalance(store, ts, run_id))
+                last_rebalance=(last_rebalance if last_rebalance is not ...
+                                else _last_rebalance(store, ts, run_id)))
     rotation = None
     lines: list[OrderIntent] = []
     if compiled.rotation is not None:

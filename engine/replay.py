@@ -7,9 +7,9 @@ stated in the run's first record and in its summary; the same inputs give the sa
 
 from __future__ import annotations
 
+import getpass
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -118,6 +118,7 @@ class Replay:
         self.shadow = shadow
         self._bh_shares: dict[str, float] | None = None
         self._last_prices: dict[str, float] = {}
+        self._last_rebalance: str | None = book.last_rebalance
         self._last_halt_fire: datetime | None = None
 
     def run(self, snapshots: Sequence[Mapping[str, Any]],
@@ -141,7 +142,9 @@ class Replay:
                 result = run_cycle(self.compiled, self.store, self.broker, snaps,
                                    run_id=self.run_id, approver=self.config.approval,
                                    on_broker_error=self._broker_error(ts), queue=self.queue,
-                                   flush=False)
+                                   flush=False, last_rebalance=self._last_rebalance)
+                if result.rebalanced:
+                    self._last_rebalance = result.ts
                 self._after_cycle(result, snaps)
                 if self.shadow is not None:
                     self.shadow.observe(self.store, self.run_id, snaps, result)
@@ -249,7 +252,10 @@ def _plain(v: object) -> object:
 
 
 def _actor() -> str:
-    return os.environ.get("USER") or os.environ.get("USERNAME") or "unknown"
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def read_jsonl(path: str) -> Iterator[dict[str, Any]]:

@@ -75,8 +75,9 @@ class RotationEvaluator:
         self._compiled = CompiledPolicy(self.policy)
 
     def rotate(self, book: Book, snapshots: Sequence[Mapping[str, Any]], now_ts: str) -> Rotation:
-        forecasts = forecast_frame(snapshots)
-        prices = {str(r["symbol"]): _price(r.get("price")) for r in forecasts.to_dict("records")}
+        rows = forecast_rows(snapshots)
+        forecasts = pd.DataFrame(rows, columns=["symbol", *FORECAST_FACTS])
+        prices = {str(r["symbol"]): _price(r.get("price")) for r in rows}
         targets = build_targets(forecasts, self.config.construction)
         weights: dict[str, float] = {}
         wd: dict[str, float] = {}
@@ -120,9 +121,10 @@ class RotationEvaluator:
         self._compiled.close()
 
 
-def forecast_frame(snapshots: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per symbol (the last snapshot of each), with plain values of the forecast
-    facts; a value that is not a plain number stays as it is, for the constructor to refuse."""
+def forecast_rows(snapshots: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per symbol (the last snapshot of each), sorted by symbol, with plain values of
+    the forecast facts; a value that is not a plain number stays as it is, for the
+    constructor to refuse."""
     rows: dict[str, dict[str, Any]] = {}
     for s in snapshots:
         sym = s.get("symbol")
@@ -133,9 +135,7 @@ def forecast_frame(snapshots: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
             v = s.get(name)
             row[name] = v.get("value") if isinstance(v, Mapping) else v
         rows[sym] = row
-    frame = pd.DataFrame([rows[k] for k in sorted(rows)],
-                         columns=["symbol", *FORECAST_FACTS])
-    return frame
+    return [rows[k] for k in sorted(rows)]
 
 
 def _price(v: object) -> float | None:
