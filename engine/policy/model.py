@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -91,8 +92,9 @@ class Rule:
     pos: Position
     policy: str
 
-    @property
+    @cached_property
     def facts(self) -> tuple[str, ...]:
+        """The facts the rule reads, in source order (computed once: decisions ask often)."""
         return facts_of(self.when)
 
     @property
