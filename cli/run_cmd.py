@@ -149,7 +149,7 @@ def run(
         candidate.close()
     if report:
         from engine.monitoring.report import write_report
-        path = write_report(store, report, run_id)
+        path = write_report(store, report, run_id, summary=summary)
         (out if fmt is Format.text else err).print(f"report: {path}", markup=False)
     store.close()
 

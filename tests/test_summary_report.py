@@ -27,6 +27,7 @@ from engine.monitoring.alerting import AlertEngine
 from engine.monitoring.dispatch import SinkFailure
 from engine.monitoring.report import action_runs, thin, write_report
 from engine.monitoring.summary import RunSummary, SummaryError, summarize
+from tests.conftest import REPO_ROOT
 
 RUN_A = "run-a"
 RUN_B = "run-b"
@@ -396,3 +397,20 @@ def test_thinning_keeps_the_extremes_and_the_order(values: list[float], bound: i
     assert np.all(np.diff(xs) > 0)
     assert ys.max() == y.max() and ys.min() == y.min()
     assert np.array_equal(ys, y[xs.astype(int)])
+
+
+def test_report_draws_the_thresholds_of_the_recorded_policy(tmp_path: Path) -> None:
+    from engine.monitoring.report import DEFAULT_THRESHOLDS, recorded_thresholds
+    from engine.policy.loader import policy_set_from_texts
+
+    text = (REPO_ROOT / "policies" / "safety.yaml").read_text(encoding="utf-8")
+    changed = text.replace("value: 0.35}", "value: 0.3}").replace("2.0.0", "2.1.0")
+    policy_set = policy_set_from_texts([("policies/safety.yaml", changed)])
+    store = AuditStore(tmp_path / "audit.db")
+    store.record_activation(policy_set, actor="tester")
+    drawn = recorded_thresholds(store, policy_set.hash)
+    assert drawn["volatility"].value == 0.3
+    assert drawn["drift_score"] == DEFAULT_THRESHOLDS["drift_score"]
+    # An unknown set falls back to the defaults rather than drawing nothing.
+    assert recorded_thresholds(store, "0" * 64) == DEFAULT_THRESHOLDS
+    store.close()

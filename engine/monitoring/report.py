@@ -125,20 +125,53 @@ class _RunData:
     marks: tuple[_Mark, ...]
 
 
+def recorded_thresholds(store: AuditStore, policy_hash: str | None) -> Mapping[str, Threshold]:
+    """The threshold of each safety fact in the policy set recorded under `policy_hash`: the
+    single comparison of a rule (or of each branch of an `any`) on that fact. A fact the
+    recorded rules compare in any other way keeps no line rather than a wrong one; without
+    a recorded set, the default policy's thresholds are drawn."""
+    from engine.policy.loader import policy_set_from_texts
+    from engine.policy.model import AnyOf, Leaf
+    from engine.policy.problems import PolicyError
+
+    activation = store.activation(policy_hash) if policy_hash else None
+    if activation is None:
+        return DEFAULT_THRESHOLDS
+    try:
+        policy_set = policy_set_from_texts([(p["path"], p["text"])
+                                            for p in activation.body.get("policies", [])])
+    except (PolicyError, KeyError, TypeError):
+        return DEFAULT_THRESHOLDS
+    found: dict[str, list[Threshold]] = {}
+    for policy in policy_set.of_kind("SafetyPolicy"):
+        for rule in policy.rules:
+            leaves = rule.when.items if isinstance(rule.when, AnyOf) else (rule.when,)
+            for leaf in leaves:
+                if isinstance(leaf, Leaf) and leaf.op in (">=", ">", "<=", "<") and \
+                        isinstance(leaf.value, (int, float)) and \
+                        not isinstance(leaf.value, bool) and leaf.fact in FACT_LABELS:
+                    found.setdefault(leaf.fact, []).append(
+                        Threshold(leaf.op, float(leaf.value), rule.action))
+    return {fact: ts[0] for fact, ts in found.items() if len(ts) == 1}
+
+
 def write_report(
     store: AuditStore,
     out_dir: str | os.PathLike[str],
     run_id: str | None = None,
     *,
-    thresholds: Mapping[str, Threshold] = DEFAULT_THRESHOLDS,
+    thresholds: Mapping[str, Threshold] | None = None,
     summary: RunSummary | None = None,
 ) -> Path:
     """Write `out_dir/report.html` for run `run_id` (the latest when None); its path.
 
     `summary`, when given, must be `summarize(store, run_id)`; it saves computing it twice.
+    `thresholds` default to those of the safety policy the run started under, as recorded.
     """
     if summary is None or (run_id is not None and summary.run_id != run_id):
         summary = summarize(store, run_id)
+    if thresholds is None:
+        thresholds = recorded_thresholds(store, summary.policy_hash)
     data = _load(store, summary)
     images: list[tuple[str, str]] = [("Equity: book against buy & hold", _equity_png(data))]
     for symbol in data.symbols:
