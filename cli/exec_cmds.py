@@ -227,10 +227,22 @@ def step(
         store.record_activation(ps)
         settled = reconcile(store, paper)
         try:
-            result = run_cycle(compiled, store, paper, snaps)
+            result = run_cycle(compiled, store, paper, snaps,
+                               on_broker_error=_broker_alert(store, snaps))
         except ValueError as e:
             fail(str(e))
     _print_cycle(result, settled, fmt)
+
+
+def _broker_alert(store: AuditStore, snaps: list[Any]) -> Any:
+    """A broker failure after every retry is an alert of the live system, kept in the store."""
+    ts = max((str(s.get("ts")) for s in snaps if isinstance(s, dict) and s.get("ts")),
+             default=format_utc(utc_now()))
+
+    def report(client_id: str, error: str) -> None:
+        from engine.monitoring.alerting import AlertEngine
+        AlertEngine(store, None, "live").on_broker_error(ts, client_id, error)
+    return report
 
 
 def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Format) -> None:

@@ -59,6 +59,9 @@ def run(
                                                                    "recorded, never acted "
                                                                    "on.")] = None,
     slippage_bps: Annotated[float, typer.Option(min=0)] = 5.0,
+    metrics_points: Annotated[int, typer.Option(min=1, help="Points of history kept per "
+                                                            "metric; older ones drop.")] =
+    10_000,
     commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
     fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
     Format.text,
@@ -126,7 +129,8 @@ def run(
 
     try:
         replay = Replay(store, compiled, book, config, run_dir=Path(audit).parent / "runs",
-                        sinks=sink_list, poll_policies=poll, shadow=candidate)
+                        sinks=sink_list, poll_policies=poll, shadow=candidate,
+                        metrics_points=metrics_points)
     except ValueError as e:
         fail(str(e))
     t0 = time.monotonic()

@@ -26,6 +26,7 @@ from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperBroker, init_account
 from engine.ids import new_id
 from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import Sink
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
@@ -99,7 +100,7 @@ class Replay:
     def __init__(self, store: AuditStore, compiled: CompiledSet, book: Book,
                  config: ReplayConfig, *, run_dir: Path, sinks: Sequence[Sink] = (),
                  poll_policies: Callable[[], tuple[CompiledSet | None, list[str]]] | None = None,
-                 shadow: Any = None) -> None:
+                 shadow: Any = None, metrics_points: int = 10_000) -> None:
         self.store = store
         self.compiled = compiled
         self.policy_set: PolicySet = compiled.policy_set
@@ -111,8 +112,9 @@ class Replay:
         init_account(broker_path, book.cash, dict(book.positions), None, overwrite=True)
         self.broker = PaperBroker(broker_path, slippage_bps=config.slippage_bps,
                                   commission_per_share=config.commission_per_share)
-        self.alerts = AlertEngine.with_sinks(store, list(sinks), self.run_id) if sinks else \
-            AlertEngine(store, None, self.run_id)
+        metrics = Metrics(max_points=metrics_points)
+        self.alerts = (AlertEngine.with_sinks(store, list(sinks), self.run_id, metrics=metrics)
+                       if sinks else AlertEngine(store, None, self.run_id, metrics=metrics))
         self.queue = approvals.ApprovalQueue(store)
         self._poll = poll_policies
         self.shadow = shadow
@@ -152,9 +154,11 @@ class Replay:
                 if progress is not None:
                     progress(tick)
         finally:
+            snap = self.alerts.metrics.snapshot()
             self.store.append("run_finished", self.run_id, {
                 "run_id": self.run_id, "finished_at": format_utc(utc_now()),
-                "days": tick.day, "summary": f"{tick.day} of {len(days)} days replayed"})
+                "days": tick.day, "summary": f"{tick.day} of {len(days)} days replayed",
+                "metrics": {"counters": dict(snap.counters), "gauges": dict(snap.gauges)}})
             self.alerts.close()
             self.compiled.close()
         return self.run_id
@@ -233,6 +237,7 @@ class Replay:
                              "status": o.status, "rule": o.rule} for o in result.outcomes],
         })
         writes.flush()
+        self._measure(result, equity, bh, cash)
         for sym, d in sorted(result.decisions.items()):
             self.alerts.on_safety(result.ts, sym, d.action,
                                   d.deciding_rule.rule if d.deciding_rule else None)
@@ -243,6 +248,22 @@ class Replay:
             age = now - parse_utc(item.requested_at)
             if age >= self.alerts.approval_wait_limit:
                 self.alerts.on_approval_waiting(result.ts, item.item_id, age)
+
+
+    def _measure(self, result: CycleResult, equity: float, buy_hold: float,
+                 cash: float) -> None:
+        """The run's metrics: gauges and counters with bounded history (Metrics)."""
+        m = self.alerts.metrics
+        m.set("equity", equity, ts=result.ts)
+        m.set("buy_hold_equity", buy_hold, ts=result.ts)
+        m.set("cash", cash, ts=result.ts)
+        for d in result.decisions.values():
+            m.inc(f"decisions.{d.action.value}", ts=result.ts)
+        for status, n in result.counts().items():
+            if n:
+                m.inc(f"orders.{status}", n, ts=result.ts)
+        if result.rebalanced:
+            m.inc("rebalances", ts=result.ts)
 
 
 def _plain(v: object) -> object:
