@@ -1,6 +1,6 @@
 # Every target that runs code creates .venv on first use and reinstalls when pyproject.toml changes.
 PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
-	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))'; then echo $$p; break; fi; \
+	  if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null; then echo $$p; break; fi; \
 	done)
 VENV := .venv
 BIN := $(VENV)/bin
