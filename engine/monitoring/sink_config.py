@@ -27,6 +27,8 @@ from engine.monitoring.sinks import (
     Sink,
     WebhookSink,
 )
+from engine.policy.problems import PolicyError
+from engine.policy.yamlsource import refuse_deep_nesting
 
 
 class SinkConfigError(ValueError):
@@ -82,6 +84,10 @@ def load_sinks(path: str | os.PathLike[str], *, base_dir: Path | None = None) ->
     """
     file = Path(path)
     text = _read(file)
+    try:
+        refuse_deep_nesting(str(file), text)
+    except PolicyError as exc:
+        raise SinkConfigError("\n".join(str(problem) for problem in exc.problems)) from None
     data, root = _parse(file, text)
     return _build_sinks(data, _Source(file, root), base_dir)
 

@@ -25,8 +25,8 @@ from ruamel.yaml.events import (
 from engine.policy.problems import PolicyError, Position, Problem
 
 MAX_BYTES = 1024 * 1024
-#: Nesting beyond this is refused before parsing: a policy never needs it, and deep nesting
-#: makes YAML parsing slow and validation recursive.
+#: Nesting beyond this is refused before parsing: no file FuggerBot reads needs it, and deep
+#: nesting makes parsing slow and validation recursive.
 MAX_DEPTH = 40
 
 
@@ -62,7 +62,7 @@ def parse_policy_text(path: str, text: str) -> YamlDocument:
     if len(text.encode("utf-8")) > MAX_BYTES:
         raise PolicyError([Problem(Position(path, 1, 1),
                                    f"policy text is larger than {MAX_BYTES // 1024} KiB")])
-    _refuse_deep_nesting(path, text)
+    refuse_deep_nesting(path, text)
     _refuse_unsafe_constructs(path, text)
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
@@ -79,8 +79,10 @@ def parse_policy_text(path: str, text: str) -> YamlDocument:
     return YamlDocument(path, text, data)
 
 
-def _refuse_deep_nesting(path: str, text: str) -> None:
-    """A linear scan for flow brackets and block indentation deeper than MAX_DEPTH."""
+def refuse_deep_nesting(path: str, text: str) -> None:
+    """A linear scan for flow brackets and block indentation deeper than MAX_DEPTH, before any
+    parser sees the text: YAML and JSON parsers recurse, and slow down, on deep nesting. Every
+    reader of a YAML or JSON file a person writes goes through it."""
     depth = 0
     quote = ""
     for n, line in enumerate(text.split("\n"), start=1):
@@ -89,7 +91,7 @@ def _refuse_deep_nesting(path: str, text: str) -> None:
         if stripped and not stripped.startswith("#") and indent > 2 * MAX_DEPTH:
             raise PolicyError([Problem(Position(path, n, indent + 1),
                                        f"nested more than {MAX_DEPTH} levels deep: "
-                                       "a policy is refused past that")])
+                                       "the file is refused past that")])
         for col, ch in enumerate(line, start=1):
             if quote:
                 if ch == quote:
@@ -103,7 +105,7 @@ def _refuse_deep_nesting(path: str, text: str) -> None:
                 if depth > MAX_DEPTH:
                     raise PolicyError([Problem(Position(path, n, col),
                                                f"nested more than {MAX_DEPTH} levels deep: "
-                                               "a policy is refused past that")])
+                                               "the file is refused past that")])
             elif ch in "]}":
                 depth = max(0, depth - 1)
         quote = "" if quote == "'" else quote

@@ -16,6 +16,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from engine.policy.problems import PolicyError
+from engine.policy.yamlsource import refuse_deep_nesting
 from engine.portfolio.config import finite_real
 
 #: The name weights use for cash; no position may take it.
@@ -124,6 +126,10 @@ def load_book(path: str | Path) -> Book:
         raise BookError(f"{p}: not UTF-8 text") from None
     except OSError as exc:
         raise BookError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    try:
+        refuse_deep_nesting(str(p), text)
+    except PolicyError as exc:
+        raise BookError("\n".join(str(problem) for problem in exc.problems)) from None
     doc, where = _parse_yaml(p, text) if suffix != ".json" else _parse_json(p, text)
     return _book_from(p, doc, where)
 
