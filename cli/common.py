@@ -16,6 +16,7 @@ from engine.policy.problems import PolicyError
 # Piped output keeps ids whole and tables readable: rich would otherwise assume 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
 if TYPE_CHECKING:
+    from engine.factsource import SourcedSnapshot
     from engine.portfolio.book import Book
 
 out = Console(highlight=False, width=_WIDTH)
@@ -41,16 +42,25 @@ def print_problems(e: PolicyError) -> None:
         print(str(p), file=sys.stderr)
 
 
-def load_snapshots(facts: str, *, input_format: str = "auto") -> list[Any]:
-    """Every snapshot of a facts file, or exit 1 naming each unreadable line."""
+def read_sourced(facts: str, input_format: str = "auto") -> list[SourcedSnapshot]:
+    """Every snapshot of a facts file with where it came from, or exit 1 naming each
+    unreadable line: a file that cannot be read as a whole is not evaluated at all."""
     from engine.factsource import FactsError, read_snapshots
+    if input_format not in ("auto", "json", "jsonl", "csv"):
+        fail(f"--input-format must be auto, json, jsonl or csv, not {input_format!r}",
+             EXIT_USAGE)
     try:
-        snaps = [s.data for s in read_snapshots(facts, input_format)]
+        return read_snapshots(facts, input_format)
     except FactsError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
         print("nothing was evaluated", file=sys.stderr)
         raise typer.Exit(EXIT_INVALID) from e
+
+
+def load_snapshots(facts: str, *, input_format: str = "auto") -> list[Any]:
+    """The snapshots of a facts file; at least one, or exit 1."""
+    snaps = [s.data for s in read_sourced(facts, input_format)]
     if not snaps:
         fail(f"{facts}: no snapshot")
     return snaps

@@ -136,8 +136,6 @@ def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str) -> Non
                                     now=utc_now())
         except approvals.ApprovalError as e:
             fail(str(e))
-        if outcome == "rejected":
-            record_rejection(store, item)
     out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by {by}"
               + ("; it is sent by the next cycle if the rails still allow it"
                  if outcome == "approved" else ""))
@@ -161,22 +159,13 @@ def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
     _decide(item_id, "rejected", by, reason, audit)
 
 
-def record_rejection(store: AuditStore, item: approvals.ApprovalItem) -> None:
-    from engine.execution.gateway import ORDER
-    store.append(ORDER, item.item_id, {
-        "ts": item.decided_at, "client_id": item.item_id, "symbol": item.symbol,
-        "side": item.side, "shares": item.shares, "price": item.price, "status": "rejected",
-        "rule": item.rule, "reason": item.reason, "decision_id": item.decision_id,
-        "summary": f"{item.side} {item.shares} {item.symbol}: rejected by {item.decided_by}"})
-
-
 def resume(by: Annotated[str, typer.Option("--by", help="Who resumes trading.")] = "",
            reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "",
            audit: AuditOpt = DEFAULT_PATH) -> None:
     """Lift a latched halt. Refused while a halting rule still fires in the latest decisions."""
     with _store(audit, create=False) as store:
         current = trading.load(store)
-        verdicts = _latest_verdicts(store)
+        verdicts = trading.latest_verdicts(store)
         try:
             view = trading.resume(current, verdicts, by=by, reason=reason,
                                   ts=format_utc(utc_now()))
@@ -184,23 +173,6 @@ def resume(by: Annotated[str, typer.Option("--by", help="Who resumes trading.")]
             fail(f"resume refused: {e}")
         trading.record(store, view, current, extra={"run_id": None, "by": by})
     out.print(f"trading resumed by {by}: {reason}")
-
-
-def _latest_verdicts(store: AuditStore) -> dict[str, tuple[Any, str | None]]:
-    from engine.actions import Action
-    verdicts: dict[str, tuple[Action, str | None]] = {}
-    latest_ts: str | None = None
-    for r in store.records("decision", limit=2000):
-        if r.body.get("run_id") is not None:
-            continue
-        d = r.body.get("decision", {})
-        ts = d.get("ts")
-        latest_ts = latest_ts or ts
-        if ts != latest_ts:
-            break
-        rule = (d.get("deciding_rule") or {}).get("rule")
-        verdicts.setdefault(str(d.get("symbol")), (Action(d["action"]), rule))
-    return verdicts
 
 
 def step(
@@ -254,7 +226,7 @@ def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Forma
         "ts": result.ts,
         "trading_state": result.state.to_json(),
         "decisions": {s: {"decision_id": d.decision_id, "action": d.action.value,
-                          "rule": d.deciding_rule.rule if d.deciding_rule else None}
+                          "rule": d.rule}
                       for s, d in result.decisions.items()},
         "rebalance": ({"triggered": rot.trigger.triggered, "rule": rot.trigger.rule,
                        "source": rot.trigger.source, "reason": rot.trigger.reason}

@@ -9,12 +9,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_INVALID, Format, err, fail, load_policies, out, print_problems
+from cli.common import (
+    EXIT_INVALID,
+    Format,
+    err,
+    fail,
+    load_policies,
+    out,
+    print_problems,
+    read_sourced,
+)
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
-from engine.factsource import FactsError, SourcedSnapshot, read_snapshots
 from engine.policy.loader import discover, load_policy_set
+from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
 from engine.rules.reference import comparisons, holds
 
@@ -47,18 +56,6 @@ def validate(
     out.print(f"policy set {ps.hash[:12]}: {len(ps.policies)} policies valid")
 
 
-def _snapshots(facts: str, input_format: str) -> list[SourcedSnapshot]:
-    if input_format not in ("auto", "json", "jsonl", "csv"):
-        fail(f"--input-format must be auto, json, jsonl or csv, not {input_format!r}", 2)
-    try:
-        return read_snapshots(facts, input_format)
-    except FactsError as e:
-        for m in e.messages:
-            print(m, file=sys.stderr)
-        print("no snapshot was evaluated", file=sys.stderr)
-        raise typer.Exit(EXIT_INVALID) from e
-
-
 def eval_cmd(
     policies: PoliciesOpt = "policies",
     facts: FactsOpt = "-",
@@ -75,7 +72,7 @@ def eval_cmd(
     fact-stale:NAME.
     """
     ps = load_policies([policies])
-    snaps = _snapshots(facts, input_format)
+    snaps = read_sourced(facts, input_format)
     evaluator = _evaluator(ps)
     try:
         store = AuditStore(audit)
@@ -105,9 +102,7 @@ def eval_cmd(
     _decision_table(decisions, audit)
 
 
-def _evaluator(ps: object) -> SafetyEvaluator:
-    from engine.policy.model import PolicySet
-    assert isinstance(ps, PolicySet)
+def _evaluator(ps: PolicySet) -> SafetyEvaluator:
     try:
         return SafetyEvaluator(ps)
     except ValueError as e:
@@ -139,7 +134,7 @@ def explain(
     """Show, rule by rule, what matched and why not: every comparison with its observed value
     and threshold. Nothing is recorded."""
     ps = load_policies([policies])
-    snaps = _snapshots(facts, input_format)
+    snaps = read_sourced(facts, input_format)
     evaluator = _evaluator(ps)
     reports = []
     for s in snaps:

@@ -54,8 +54,7 @@ def rotate(
         rot = rotation.rotate(book, snaps, now_ts)
     except ValueError as e:
         fail(str(e))
-    verdicts = {sym: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
-                for sym, d in decisions.items()}
+    verdicts = {sym: d.verdict for sym, d in decisions.items()}
     prices = {k: v for k, v in rot.prices.items() if v is not None}
     lines = rot.plan.lines if rot.plan else ()
     gated = gate_plan(lines, book, verdicts, prices=prices)
@@ -103,7 +102,7 @@ def _document(book: Book, rot: Any, gated: GatedPlan, decisions: dict[str, Any],
                       "reason": rot.trigger.reason,
                       "facts": {k: v for k, v in rot.trigger.facts.items()}},
         "safety": {s: {"action": d.action.value,
-                       "rule": d.deciding_rule.rule if d.deciding_rule else None}
+                       "rule": d.rule}
                    for s, d in sorted(decisions.items())},
         "plan": [_line(x) for x in gated.plan],
         "held": [{**_line(h.line), "rule": h.rule, "action": h.action.value}

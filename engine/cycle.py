@@ -8,7 +8,7 @@ history behaves as the live system would have.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
-from engine.rotation import Rotation, RotationEvaluator
+from engine.rotation import Rotation, RotationEvaluator, snapshot_prices
 from engine.timeutil import format_utc, parse_utc
 
 REBALANCE = "rebalance"
@@ -61,7 +61,6 @@ class CycleResult:
     rebalanced: bool
     outcomes: tuple[OrderOutcome, ...]
     expired: tuple[ApprovalItem, ...]
-    extra: Mapping[str, Any] = field(default_factory=dict)
     writes: Deferred | None = None
 
     def counts(self) -> dict[str, int]:
@@ -109,7 +108,6 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               snapshots: Sequence[Mapping[str, Any]], *, run_id: str | None = None,
               approver: Approver | None = None, approver_name: str = "replay-approver",
               on_broker_error: Callable[[str, str], None] | None = None,
-              record_extra: Mapping[str, Any] | None = None,
               queue: approvals.ApprovalQueue | None = None,
               flush: bool = True,
               last_rebalance: str | Any | None = ...) -> CycleResult:
@@ -124,8 +122,6 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
                       on_broker_error=on_broker_error)
     queue = queue or approvals.ApprovalQueue(store)
     expired = tuple(approvals.expire_due(store, now, run_id, queue))
-    for item in expired:
-        gateway.record_closed(item, now)
 
     decisions: dict[str, Decision] = {}
     batch: list[tuple[str, str, dict[str, Any]]] = []
@@ -136,15 +132,12 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
         batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
                                                   "run_id": run_id}))
     writes = Deferred(store, batch)
-    verdicts = {sym: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
-                for sym, d in decisions.items()}
+    verdicts = {sym: d.verdict for sym, d in decisions.items()}
 
     before = trading.load(store, run_id)
     after = trading.derive(before, verdicts, ts)
     if after != before:
-        writes.add(trading.KIND, trading.REF, {**after.to_json(),
-                                               "previous": before.state.value,
-                                               "run_id": run_id})
+        writes.add(*trading.change(after, before, run_id=run_id))
         if after.state is trading.TradingState.HALTED:
             writes.flush()
             gateway.cancel_open(now, after.rule or "halt")
@@ -185,10 +178,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
             verdict = approver(queued)
             if verdict is None:
                 continue
-            closed = approvals.decide(store, queued.item_id, outcome=verdict, by=approver_name,
-                                      reason="declared replay rule", now=now)
-            if verdict == "rejected":
-                gateway.record_closed(closed, now)
+            approvals.decide(store, queued.item_id, outcome=verdict, by=approver_name,
+                             reason="declared replay rule", now=now)
             if verdict == "approved":
                 outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id,
                                                only=queued.item_id))
@@ -204,7 +195,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     if flush:
         writes.flush()
     return CycleResult(ts, decisions, after, before, rotation, rebalanced, tuple(outcomes),
-                       expired, dict(record_extra or {}), writes)
+                       expired, writes)
 
 
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
@@ -241,11 +232,7 @@ def _with_flatten_exits(lines: list[OrderIntent], decisions: Mapping[str, Decisi
     flatten = {sym for sym, d in decisions.items() if d.action is Action.FLATTEN}
     if not flatten:
         return lines
-    prices = {}
-    for s in snapshots:
-        p = s.get("price")
-        if isinstance(p, (int, float)) and not isinstance(p, bool) and p > 0:
-            prices[str(s.get("symbol"))] = float(p)
+    prices = snapshot_prices(snapshots)
     kept = [o for o in lines if o.symbol not in flatten]
     exits = [OrderIntent(sym, "SELL", positions[sym], prices[sym], positions[sym])
              for sym in sorted(flatten) if positions.get(sym, 0) > 0 and sym in prices]

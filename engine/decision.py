@@ -76,6 +76,16 @@ class Decision:
         return facts_hash(self.facts)
 
     @property
+    def rule(self) -> str | None:
+        """The id of the deciding rule (or fail-closed finding); None when allowed."""
+        return self.deciding_rule.rule if self.deciding_rule else None
+
+    @property
+    def verdict(self) -> tuple[Action, str | None]:
+        """What the gate and the rotation read: the action and the rule behind it."""
+        return self.action, self.rule
+
+    @property
     def all_clear(self) -> bool:
         return self.action is Action.ALLOW
 

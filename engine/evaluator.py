@@ -6,12 +6,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from engine.actions import Action, most_restrictive
 from engine.catalogue import CATALOGUE
 from engine.decision import DecidingRule, Decision, FactFinding, FiredRule
-from engine.facts import Finding, parse_snapshot, read_fact
+from engine.facts import Finding, Snapshot, parse_snapshot, read_fact
 from engine.ids import new_id
 from engine.policy.model import Policy, PolicySet, Rule, Scalar
 from engine.rules.durable_backend import CompiledRules, EngineError, RuleSpec
@@ -66,24 +65,10 @@ class SafetyEvaluator:
         first = self._compiled[0]
         for f in snapshot.findings:
             findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
-        raw_facts = snapshot.raw
         for c in self._compiled:
-            values: dict[str, Scalar] = {}
-            for name in c.facts:
-                plain = raw_facts.get(name)
-                bounds = c.bounds.get(name)
-                # Fast path for the common case, a plain float inside its catalogue range (NaN
-                # fails both comparisons); everything else takes the full check.
-                if bounds is not None and type(plain) is float and \
-                        bounds[0] <= plain <= bounds[1]:
-                    values[name] = plain
-                    continue
-                value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
-                if problem is not None:
-                    findings.append(_finding(problem, c.policy, c.fail_closed,
-                                             c.readers.get(name, ())))
-                elif value is not None:
-                    values[name] = value
+            values, problems = _read_values(c, snapshot)
+            findings.extend(_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
+                            for p in problems)
             try:
                 ids = c.rules.fired(values)
             except EngineError as e:
@@ -118,15 +103,7 @@ class SafetyEvaluator:
     def checked_values(self, raw: object) -> dict[str, dict[str, Scalar]]:
         """Per safety policy, the fact values that passed every check (for explanations)."""
         snapshot = parse_snapshot(raw)
-        out: dict[str, dict[str, Scalar]] = {}
-        for c in self._compiled:
-            vals: dict[str, Scalar] = {}
-            for name in c.facts:
-                value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
-                if problem is None and value is not None:
-                    vals[name] = value
-            out[c.policy.name] = vals
-        return out
+        return {c.policy.name: _read_values(c, snapshot)[0] for c in self._compiled}
 
     def _deciding(self, action: Action, fired: list[FiredRule],
                   findings: list[FactFinding]) -> DecidingRule | None:
@@ -151,6 +128,28 @@ class SafetyEvaluator:
             c.rules.close()
 
 
+def _read_values(c: _Compiled, snapshot: Snapshot) -> tuple[dict[str, Scalar], list[Finding]]:
+    """The checked values of every fact a policy's rules read, and the findings of those that
+    cannot be used."""
+    values: dict[str, Scalar] = {}
+    problems: list[Finding] = []
+    raw = snapshot.raw
+    for name in c.facts:
+        plain = raw.get(name)
+        bounds = c.bounds.get(name)
+        # Fast path for the common case, a plain float inside its catalogue range (NaN fails
+        # both comparisons); everything else takes the full check.
+        if bounds is not None and type(plain) is float and bounds[0] <= plain <= bounds[1]:
+            values[name] = plain
+            continue
+        value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
+        if problem is not None:
+            problems.append(problem)
+        elif value is not None:
+            values[name] = value
+    return values, problems
+
+
 def _bounds(facts: tuple[str, ...]) -> dict[str, tuple[float, float]]:
     out: dict[str, tuple[float, float]] = {}
     for name in facts:
@@ -168,5 +167,3 @@ def _finding(f: Finding, policy: Policy, action: Action,
                        action=action, policy=policy.name, needed_by=needed_by)
 
 
-def decision_json(decision: Decision) -> dict[str, Any]:
-    return decision.to_json()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import getpass
 import itertools
-import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import Sink
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
+from engine.rotation import snapshot_prices
 from engine.timeutil import format_utc, parse_utc, utc_now
 
 SAFETY_FACTS = ("drift_score", "volatility", "coherence", "frs", "meta_reliability")
@@ -81,7 +81,6 @@ class ReplayProgress:
     day: int = 0
     days: int = 0
     ts: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def days_of(snapshots: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
@@ -188,8 +187,7 @@ class Replay:
         now = parse_utc(result.ts)
         writes = result.writes
         assert writes is not None
-        prices = {str(s.get("symbol")): float(s["price"]) for s in snaps
-                  if isinstance(s.get("price"), (int, float)) and s["price"] > 0}
+        prices = snapshot_prices(snaps)
         halting = [d for d in result.decisions.values() if d.action is Action.HALT]
         if halting:
             self._last_halt_fire = now
@@ -197,14 +195,11 @@ class Replay:
         if view.state is trading.TradingState.HALTED and not halting and \
                 self.config.resume.after_days is not None and self._last_halt_fire and \
                 now - self._last_halt_fire >= timedelta(days=self.config.resume.after_days):
-            verdicts = {s: (d.action, d.deciding_rule.rule if d.deciding_rule else None)
-                        for s, d in result.decisions.items()}
+            verdicts = {s: d.verdict for s, d in result.decisions.items()}
             resumed = trading.resume(view, verdicts, by="replay-operator",
                                      reason=self.config.resume.describe(), ts=result.ts)
-            writes.add(trading.KIND, trading.REF, {**resumed.to_json(),
-                                                   "previous": view.state.value,
-                                                   "run_id": self.run_id,
-                                                   "by": "replay-operator"})
+            writes.add(*trading.change(resumed, view, run_id=self.run_id,
+                                       by="replay-operator"))
             view = resumed
         positions = self.broker.positions()
         cash = self.broker.cash()
@@ -222,7 +217,7 @@ class Replay:
             "cash": round(cash, 2), "positions": positions, "prices": prices,
             "buy_hold_equity": round(bh, 2),
             "actions": {s: d.action.value for s, d in result.decisions.items()},
-            "deciding": {s: d.deciding_rule.rule if d.deciding_rule else None
+            "deciding": {s: d.rule
                          for s, d in result.decisions.items()},
             "fired": {s: [f.rule for f in d.fired] for s, d in result.decisions.items()},
             "facts": {str(s.get("symbol")): {k: _plain(s.get(k)) for k in SAFETY_FACTS}
@@ -239,11 +234,9 @@ class Replay:
         writes.flush()
         self._measure(result, equity, bh, cash)
         for sym, d in sorted(result.decisions.items()):
-            self.alerts.on_safety(result.ts, sym, d.action,
-                                  d.deciding_rule.rule if d.deciding_rule else None)
+            self.alerts.on_safety(result.ts, sym, d.action, d.rule)
         self.alerts.on_trading_state(result.ts, view.state.value,
-                                     halting[0].deciding_rule.rule
-                                     if halting and halting[0].deciding_rule else None)
+                                     halting[0].rule if halting else None)
         for item in self.queue.pending(self.run_id):
             age = now - parse_utc(item.requested_at)
             if age >= self.alerts.approval_wait_limit:
@@ -277,10 +270,3 @@ def _actor() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-def read_jsonl(path: str) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                yield json.loads(line)

@@ -7,7 +7,6 @@ derived (a held symbol without a price) fail closed: no rebalance, and the reaso
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,9 +17,15 @@ from engine.policy.model import Policy, PolicySet
 from engine.portfolio.book import Book
 from engine.portfolio.config import ConstructionConfig, SizingConfig
 from engine.portfolio.constructor import TargetResult, build_targets
-from engine.portfolio.drift import current_weights, relative_drift, trigger_facts, weight_drift
+from engine.portfolio.drift import (
+    current_weights,
+    relative_drift,
+    trigger_facts,
+    usable_price,
+    weight_drift,
+)
 from engine.portfolio.planner import Plan, plan_trades
-from engine.rules.compiled_policy import CompiledPolicy
+from engine.portfolio.triggers import RotationTriggers, Trigger
 
 FORECAST_FACTS = ("price", "expected_return", "volatility", "frs")
 
@@ -39,16 +44,6 @@ def rotation_config(policy: Policy) -> RotationConfig:
     construction = ConstructionConfig(**c, **eligibility)
     sizing = SizingConfig(**spec.get("sizing", {}))
     return RotationConfig(construction, sizing, float(spec.get("band", 0.05)))
-
-
-@dataclass(frozen=True)
-class Trigger:
-    triggered: bool
-    rule: str | None
-    source: str | None
-    fired: tuple[str, ...]
-    facts: Mapping[str, Any]
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -72,12 +67,12 @@ class RotationEvaluator:
                              f"{len(policies)}")
         self.policy = policies[0]
         self.config = rotation_config(self.policy)
-        self._compiled = CompiledPolicy(self.policy)
+        self._triggers = RotationTriggers(self.policy)
 
     def rotate(self, book: Book, snapshots: Sequence[Mapping[str, Any]], now_ts: str) -> Rotation:
         rows = forecast_rows(snapshots)
         forecasts = pd.DataFrame(rows, columns=["symbol", *FORECAST_FACTS])
-        prices = {str(r["symbol"]): _price(r.get("price")) for r in rows}
+        prices = {str(r["symbol"]): usable_price(r, "price") for r in rows}
         targets = build_targets(forecasts, self.config.construction)
         weights: dict[str, float] = {}
         wd: dict[str, float] = {}
@@ -105,20 +100,12 @@ class RotationEvaluator:
             facts = trigger_facts(book, prices, targets.targets, now_ts)
         except ValueError as e:
             return Trigger(False, "fact-invalid:rotation", self.policy.path, (), {},
-                           f"rotation facts cannot be derived, nothing is traded: {e}")
-        outcome = self._compiled.evaluate(facts)
-        fired = tuple(r.id for r in outcome.fired)
-        if outcome.problems:
-            p = outcome.problems[0]
-            return Trigger(False, p.rule_name, outcome.deciding_source, fired, facts,
-                           f"{p.detail}; nothing is traded")
-        if outcome.fired:
-            r = outcome.fired[0]
-            return Trigger(True, r.id, r.source, fired, facts, r.description or r.id)
-        return Trigger(False, None, None, (), facts, "every weight is inside its band")
+                           f"rotation facts cannot be derived, nothing is traded: {e}",
+                           failed_closed=True)
+        return self._triggers.evaluate(facts)
 
     def close(self) -> None:
-        self._compiled.close()
+        self._triggers.close()
 
 
 def forecast_rows(snapshots: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -138,8 +125,12 @@ def forecast_rows(snapshots: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return [rows[k] for k in sorted(rows)]
 
 
-def _price(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) and f > 0 else None
+def snapshot_prices(snapshots: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The usable price of each symbol (finite, above zero, plain or dated); a symbol whose
+    price is not usable is absent, never priced at a guess."""
+    out: dict[str, float] = {}
+    for row in forecast_rows(snapshots):
+        price = usable_price(row, "price")
+        if price is not None:
+            out[str(row["symbol"])] = price
+    return out

@@ -58,8 +58,8 @@ class ShadowDifference:
 def difference(active: Decision, candidate: Decision, where: str = "") -> ShadowDifference | None:
     """The difference between two decisions on one snapshot; None when the action and the
     deciding rule are the same."""
-    a_rule = active.deciding_rule.rule if active.deciding_rule else None
-    c_rule = candidate.deciding_rule.rule if candidate.deciding_rule else None
+    a_rule = active.rule
+    c_rule = candidate.rule
     if active.action is candidate.action and a_rule == c_rule:
         return None
     return ShadowDifference(active.symbol, active.ts, active.action.value, a_rule,
@@ -82,7 +82,7 @@ class ShadowComparison:
         try:
             candidate = self.candidate.decide(snapshot)
         except Exception as e:  # a broken candidate must never disturb the active path
-            rule = active.deciding_rule.rule if active.deciding_rule else None
+            rule = active.rule
             return ShadowDifference(active.symbol, active.ts, active.action.value, rule,
                                     "-", None, error=f"{type(e).__name__}: {e}", where=where)
         return difference(active, candidate, where)

@@ -27,8 +27,9 @@ def parse_utc(text: object) -> datetime:
     return value.astimezone(UTC)
 
 
-def format_utc(value: datetime) -> str:
-    text = value.astimezone(UTC).isoformat()
+def format_utc(value: datetime, timespec: str = "auto") -> str:
+    """`value` in UTC as ISO-8601 ending in `Z`; `timespec` as for `datetime.isoformat`."""
+    text = value.astimezone(UTC).isoformat(timespec=timespec)
     return text.replace("+00:00", "Z")
 
 

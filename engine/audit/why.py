@@ -149,7 +149,7 @@ def _replay(policy_set: PolicySet | None, facts: dict[str, Any], d: dict[str, An
     finally:
         evaluator.close()
     same = (again.action.value == d.get("action")
-            and (again.deciding_rule.rule if again.deciding_rule else None)
+            and again.rule
             == (d.get("deciding_rule") or {}).get("rule")
             and sorted(f.rule for f in again.fired) == sorted(f["rule"] for f in d.get("fired",
                                                                                     [])))
@@ -157,4 +157,4 @@ def _replay(policy_set: PolicySet | None, facts: dict[str, Any], d: dict[str, An
         return ("Re-evaluated from the recorded policy text and facts: same action, deciding "
                 "rule and fired rules")
     return (f"[red]Re-evaluation differs[/red]: now {again.action.value} by "
-            f"{again.deciding_rule.rule if again.deciding_rule else '-'}")
+            f"{again.rule or '-'}")

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.audit.store import AuditStore
+from engine.execution.records import ORDER
 from engine.timeutil import format_utc, parse_utc
 
 REQUESTED = "approval_requested"
@@ -78,15 +79,11 @@ def decide(store: AuditStore, item_id: str, *, outcome: str, by: str, reason: st
         expire_due(store, now)
         raise ApprovalError(f"item {item_id} expired at {item.expires_at}; it was rejected "
                             "automatically")
-    body = {"item_id": item_id, "outcome": outcome, "by": by, "reason": reason,
-            "at": format_utc(now),
-            "summary": f"{outcome} by {by}" + (f": {reason}" if reason else "")}
-    if store.append_once(DECIDED, item_id, body, unless=(DECIDED,)) is None:
+    decided = _close(store, item, outcome=outcome, by=by, reason=reason, now=now)
+    if decided is None:
         latest = get(store, item_id)
         who = f" by {latest.decided_by}" if latest and latest.decided_by else ""
         raise ApprovalError(f"item {item_id} was decided{who} a moment ago")
-    decided = get(store, item_id)
-    assert decided is not None
     return decided
 
 
@@ -98,14 +95,34 @@ def expire_due(store: AuditStore, now: datetime,
     out = []
     for item in queue.pending(run_id):
         if parse_utc(item.expires_at) <= now:
-            body = {"item_id": item.item_id, "outcome": "expired", "by": "fuggerbot",
-                    "reason": f"not decided before {item.expires_at}", "at": format_utc(now),
-                    "summary": "expired unapproved"}
-            if store.append_once(DECIDED, item.item_id, body, unless=(DECIDED,)):
-                expired = get(store, item.item_id)
-                if expired is not None:
-                    out.append(expired)
+            expired = _close(store, item, outcome="expired", by="fuggerbot",
+                             reason=f"not decided before {item.expires_at}", now=now)
+            if expired is not None:
+                out.append(expired)
     return out
+
+
+def _close(store: AuditStore, item: ApprovalItem, *, outcome: str, by: str, reason: str,
+           now: datetime) -> ApprovalItem | None:
+    """Decide `item` once. A rejection or an expiry is also the end of that order in the
+    execution log, written in the same transaction; None when someone decided it first."""
+    at = format_utc(now)
+    summary = ("expired unapproved" if outcome == "expired"
+               else f"{outcome} by {by}" + (f": {reason}" if reason else ""))
+    records: list[tuple[str, str, dict[str, Any]]] = [(DECIDED, item.item_id, {
+        "item_id": item.item_id, "outcome": outcome, "by": by, "reason": reason, "at": at,
+        "summary": summary})]
+    if outcome != "approved":
+        request = next((r.body for r in store.find(item.item_id) if r.kind == REQUESTED), {})
+        records.append((ORDER, item.item_id, {
+            "run_id": request.get("run_id"), "ts": at, "client_id": item.item_id,
+            "symbol": item.symbol, "side": item.side, "shares": item.shares,
+            "price": item.price, "status": outcome, "rule": item.rule, "reason": reason,
+            "decision_id": item.decision_id,
+            "summary": f"{item.side} {item.shares} {item.symbol}: {outcome} by {by}"}))
+    if not store.append_many(records, unless=(item.item_id, (DECIDED,))):
+        return None
+    return get(store, item.item_id)
 
 
 def get(store: AuditStore, item_id: str) -> ApprovalItem | None:
@@ -129,7 +146,7 @@ class ApprovalQueue:
     """A projection of the queue, caught up from the store by record number, so a long run
     reads each record once. The store stays the truth: deciding goes through append-once."""
 
-    KINDS = (REQUESTED, DECIDED, "order")
+    KINDS = (REQUESTED, DECIDED, ORDER)
 
     def __init__(self, store: AuditStore) -> None:
         self.store = store
@@ -146,7 +163,7 @@ class ApprovalQueue:
                 self._runs[r.ref] = r.body.get("run_id")
             elif r.kind == DECIDED and r.ref in self._items:
                 self._items[r.ref] = _decided(self._items[r.ref], r.body)
-            elif r.kind == "order" and r.body.get("status") != "pending_approval":
+            elif r.kind == ORDER and r.body.get("status") != "pending_approval":
                 self._used.add(r.ref)
 
     def items(self) -> list[ApprovalItem]:

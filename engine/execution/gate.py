@@ -70,7 +70,7 @@ def gate(order: OrderIntent, decision: Decision | None, state: StateView,
     if decision is None or decision.symbol != order.symbol:
         return GateResult(Verdict.DENIED, "decision-missing",
                           f"no safety decision for {order.symbol} in this cycle")
-    rule = decision.deciding_rule.rule if decision.deciding_rule else None
+    rule = decision.rule
     if state.state is TradingState.HALTED:
         return GateResult(Verdict.DENIED, state.rule or rule or "halt-latched",
                           f"trading is halted since {state.since} ({state.reason}); "

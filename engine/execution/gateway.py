@@ -22,10 +22,10 @@ from engine.execution import approvals
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.broker import Broker, BrokerError, BrokerOrder, OrderRequest, Side
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
+from engine.execution.records import ORDER
 from engine.execution.state import StateView
 from engine.timeutil import format_utc
 
-ORDER = "order"
 MAX_TRIES = 3
 
 
@@ -118,17 +118,6 @@ class Gateway:
                             "fill_price": placed.fill_price, "commission": placed.commission})
         return OrderOutcome(cid, order, status, rule, placed.reason or result.reason, placed)
 
-    def record_closed(self, item: approvals.ApprovalItem, now: datetime) -> None:
-        """Put an approval item's end (expired or rejected) into the execution log."""
-        order = OrderIntent(item.symbol, item.side, item.shares, item.price, 0)
-        self.store.append(ORDER, item.item_id, {
-            "run_id": self.run_id, "ts": format_utc(now), "client_id": item.item_id,
-            "symbol": item.symbol, "side": item.side, "shares": item.shares,
-            "price": item.price, "status": item.outcome, "rule": item.rule,
-            "reason": item.reason, "decision_id": item.decision_id,
-            "summary": f"{order.side} {order.shares} {order.symbol}: {item.outcome}"
-                       + (f" by {item.decided_by}" if item.decided_by else "")})
-
     def cancel_open(self, now: datetime, reason: str) -> list[str]:
         """Cancel every open order at the broker (entering a halt)."""
         cancelled = []
@@ -147,8 +136,7 @@ class Gateway:
             "run_id": self.run_id,
             "decision_id": decision.decision_id if decision else None,
             "action": decision.action.value if decision else None,
-            "deciding_rule": (decision.deciding_rule.rule if decision and decision.deciding_rule
-                              else None),
+            "deciding_rule": decision.rule if decision else None,
             "facts_hash": decision.facts_hash if decision else None,
             "policy_hash": decision.policy_set_hash if decision else None,
         }

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.execution.broker import BrokerError, BrokerOrder, OrderRequest, OrderStatus, Side
+from engine.timeutil import utc_now
 
 SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9._-]{0,15}")
 SCHEMA_VERSION = 1
@@ -160,7 +161,7 @@ def init_account(
             conn.execute(
                 "INSERT INTO account (id, schema_version, cash_cents, open_symbols, created_at)"
                 " VALUES (1, ?, ?, ?, ?)",
-                (SCHEMA_VERSION, cash_cents, int(symbol_set is None), _utc_text(_utc_now())),
+                (SCHEMA_VERSION, cash_cents, int(symbol_set is None), _utc_text(utc_now())),
             )
             conn.executemany(
                 "INSERT INTO symbols (symbol) VALUES (?)", [(s,) for s in sorted(symbol_set or ())]
@@ -207,7 +208,7 @@ class PaperBroker:
         if not isinstance(fill_on_submit, bool):
             raise ValueError(f"fill_on_submit must be a bool, got {fill_on_submit!r}")
         self._fill_on_submit = fill_on_submit
-        self._clock = clock or _utc_now
+        self._clock = clock or utc_now
         self._check_account()
 
     @property
@@ -717,10 +718,6 @@ def _reason(code: RejectReason, detail: str) -> str:
 
 def _sidecar(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _utc_text(moment: datetime) -> str:

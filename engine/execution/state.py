@@ -90,11 +90,35 @@ def load(store: AuditStore, run_id: str | None = None) -> StateView:
     return StateView(TradingState(b["state"]), b.get("rule"), b.get("since"), b.get("reason", ""))
 
 
+def change(view: StateView, previous: StateView,
+           **extra: Any) -> tuple[str, str, dict[str, Any]]:
+    """The audit record of a change from `previous` to `view`: (kind, ref, body)."""
+    return KIND, REF, {**view.to_json(), "previous": previous.state.value, **extra}
+
+
 def record(store: AuditStore, view: StateView, previous: StateView, *,
            extra: Mapping[str, Any] | None = None) -> bool:
     """Record `view` when it differs from `previous`; True when a change was recorded."""
     if view == previous:
         return False
-    body = {**view.to_json(), "previous": previous.state.value, **(extra or {})}
-    store.append(KIND, REF, body)
+    store.append(*change(view, previous, **(extra or {})))
     return True
+
+
+def latest_verdicts(store: AuditStore, run_id: str | None = None,
+                    ) -> dict[str, tuple[Action, str | None]]:
+    """The verdict of each symbol in the latest recorded cycle (decisions sharing the newest
+    snapshot time) of `run_id` (None: the live system): what a resume is checked against."""
+    verdicts: dict[str, tuple[Action, str | None]] = {}
+    latest_ts: str | None = None
+    for r in store.records("decision", limit=2000):
+        if r.body.get("run_id") != run_id:
+            continue
+        d = r.body.get("decision", {})
+        ts = d.get("ts")
+        latest_ts = latest_ts or ts
+        if ts != latest_ts:
+            break
+        rule = (d.get("deciding_rule") or {}).get("rule")
+        verdicts.setdefault(str(d.get("symbol")), (Action(d["action"]), rule))
+    return verdicts

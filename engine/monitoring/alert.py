@@ -6,10 +6,12 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum, StrEnum
 from types import MappingProxyType
 from typing import Any
+
+from engine.timeutil import TimestampError, format_utc, parse_utc, utc_now
 
 _CONTEXT_MAX_DEPTH = 16
 
@@ -45,8 +47,7 @@ SEVERITY_NAMES: tuple[str, ...] = tuple(s.value for s in Severity)
 
 def utc_timestamp(moment: datetime | None = None) -> str:
     """`moment` (default: now) as UTC ISO-8601 with milliseconds and a trailing `Z`."""
-    moment = datetime.now(UTC) if moment is None else moment.astimezone(UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_utc(utc_now() if moment is None else moment, timespec="milliseconds")
 
 
 def parse_utc_timestamp(ts: str) -> datetime:
@@ -54,10 +55,9 @@ def parse_utc_timestamp(ts: str) -> datetime:
     if not isinstance(ts, str) or not ts.endswith("Z"):
         raise ValueError(f"timestamp {ts!r} is not UTC ISO-8601 ending in 'Z'")
     try:
-        moment = datetime.fromisoformat(ts)
-    except ValueError:
+        return parse_utc(ts)
+    except TimestampError:
         raise ValueError(f"timestamp {ts!r} is not UTC ISO-8601 ending in 'Z'") from None
-    return moment
 
 
 @dataclass(frozen=True)

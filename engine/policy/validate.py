@@ -28,7 +28,7 @@ from engine.policy.model import (
     Scalar,
 )
 from engine.policy.problems import Position, Problem
-from engine.policy.yamlsource import YamlDocument, node_position, position_of
+from engine.policy.yamlsource import YamlDocument, node_position, plain, position_of
 from engine.schemas import validator
 
 #: At most this many comparisons in one rule: the rule engine's hard limits are counted in
@@ -358,17 +358,6 @@ def _scalar(v: object) -> Scalar:
     if isinstance(v, float):
         return float(v)
     return str(v)
-
-
-def plain(node: Any) -> Any:
-    """Round-trip YAML data as plain dicts, lists and scalars."""
-    if isinstance(node, Mapping):
-        return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(v) for v in node]
-    if node is None:
-        return None
-    return _scalar(node)
 
 
 _DURATION = re.compile(r"^([1-9][0-9]{0,8})(s|m|h|d)$")

@@ -8,7 +8,9 @@ anything is built from the text.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -210,3 +212,24 @@ def node_position(node: Any, file: str) -> Position | None:
         except (TypeError, AttributeError):
             return None
     return None
+
+
+def plain(node: Any) -> Any:
+    """YAML data as JSON-like values; an unquoted timestamp reads as the text it was."""
+    if isinstance(node, Mapping):
+        return {str(k): plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [plain(v) for v in node]
+    if isinstance(node, bool):
+        return bool(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, datetime):
+        return node.isoformat().replace("+00:00", "Z")
+    if isinstance(node, date):
+        return node.isoformat()
+    if node is None:
+        return None
+    return str(node)

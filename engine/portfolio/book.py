@@ -16,6 +16,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from engine import timeutil
 from engine.policy.problems import PolicyError
 from engine.policy.yamlsource import refuse_deep_nesting
 from engine.portfolio.config import finite_real
@@ -36,8 +37,8 @@ def parse_utc(text: object, field: str) -> datetime:
             f"{field} must be a UTC ISO-8601 time ending in Z, e.g. {_EXAMPLE_TS}, got {show(text)}"
         )
     try:
-        return datetime.fromisoformat(text)
-    except ValueError as exc:
+        return timeutil.parse_utc(text)
+    except timeutil.TimestampError as exc:
         raise ValueError(f"{field} is not a valid time: {show(text)} ({exc})") from None
 
 

@@ -19,7 +19,6 @@ Every problem of a file is reported at once, as FILE:LINE:COL: message.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any, Literal
 
 from engine.actions import ACTION_NAMES
 from engine.policy.problems import PolicyError, Position, Problem
-from engine.policy.yamlsource import parse_policy_text, position_of
+from engine.policy.yamlsource import parse_policy_text, plain, position_of
 
 CaseKind = Literal["safety", "rotation", "approval"]
 KINDS: tuple[CaseKind, ...] = ("safety", "rotation", "approval")
@@ -283,27 +282,6 @@ class _Reader:
             return None
         return Expectation(action=str(action), check_rule="rule" in node,
                            rule=str(rule) if rule is not None else None, fired=fired_ids)
-
-
-def plain(node: Any) -> Any:
-    """YAML data as JSON-like values; an unquoted timestamp reads as the text it was."""
-    if isinstance(node, Mapping):
-        return {str(k): plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [plain(v) for v in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, dt.datetime):
-        return node.isoformat().replace("+00:00", "Z")
-    if isinstance(node, dt.date):
-        return node.isoformat()
-    if node is None:
-        return None
-    return str(node)
 
 
 def _show(v: object) -> str:

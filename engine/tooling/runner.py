@@ -17,7 +17,7 @@ from typing import Any
 from engine.evaluator import SafetyEvaluator
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.policy.model import Policy, PolicySet, Rule
-from engine.rules.compiled_policy import CompiledPolicy
+from engine.portfolio.triggers import RotationTriggers
 from engine.rules.durable_backend import EngineError
 from engine.tooling.cases import POLICY_KIND, Case
 
@@ -116,7 +116,7 @@ class CaseRunner:
         self.policy_set = policy_set
         self._safety: SafetyEvaluator | None = None
         self._approval: ApprovalEvaluator | None = None
-        self._compiled: dict[str, CompiledPolicy] = {}
+        self._triggers: dict[str, RotationTriggers] = {}
 
     def run(self, case: Case) -> CaseResult:
         got = self.decide(case)
@@ -143,22 +143,18 @@ class CaseRunner:
         if self._safety is None:
             self._safety = SafetyEvaluator(self.policy_set)
         d = self._safety.decide(dict(facts))
-        return Outcome(d.action.value, d.deciding_rule.rule if d.deciding_rule else None,
+        return Outcome(d.action.value, d.rule,
                        tuple(f.rule for f in d.fired))
 
-    def _policy(self, policy: Policy) -> CompiledPolicy:
-        compiled = self._compiled.get(policy.name)
-        if compiled is None:
-            compiled = self._compiled[policy.name] = CompiledPolicy(policy)
-        return compiled
-
     def _rotation(self, policy: Policy, facts: Mapping[str, Any]) -> Outcome:
-        o = self._policy(policy).evaluate(facts)
-        fired = tuple(r.id for r in o.fired)
-        if o.problems:
-            return Outcome(policy.fail_closed, o.problems[0].rule_name, fired)
-        if fired:
-            return Outcome("rebalance", fired[0], fired)
+        triggers = self._triggers.get(policy.name)
+        if triggers is None:
+            triggers = self._triggers[policy.name] = RotationTriggers(policy)
+        t = triggers.evaluate(facts)
+        if t.failed_closed:
+            return Outcome(policy.fail_closed, t.rule, t.fired)
+        if t.triggered:
+            return Outcome("rebalance", t.rule, t.fired)
         return Outcome("none", None, ())
 
     def _decide_approval(self, facts: Mapping[str, Any]) -> Outcome:
@@ -174,8 +170,8 @@ class CaseRunner:
             self._safety.close()
         if self._approval is not None:
             self._approval.close()
-        for c in self._compiled.values():
-            c.close()
+        for t in self._triggers.values():
+            t.close()
 
 
 def _combine(outcomes: Sequence[Outcome], acting: str) -> Outcome:

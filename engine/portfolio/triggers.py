@@ -1,0 +1,47 @@
+"""Rebalance triggers: the rules of a RotationPolicy over the facts derived from a book
+(weight_drift, relative_drift, days_since_rebalance, book_empty), in durable-rules. Kept apart
+from target construction so that testing a policy's triggers needs no pandas."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from engine.policy.model import Policy
+from engine.rules.compiled_policy import CompiledPolicy
+
+
+@dataclass(frozen=True)
+class Trigger:
+    triggered: bool
+    rule: str | None
+    source: str | None
+    fired: tuple[str, ...]
+    facts: Mapping[str, Any]
+    reason: str
+    #: A trigger fact could not be read: nothing is traded, whatever else fired.
+    failed_closed: bool = False
+
+
+class RotationTriggers:
+    """The trigger rules of one RotationPolicy over the derived facts, in durable-rules."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self._compiled = CompiledPolicy(policy)
+
+    def evaluate(self, facts: Mapping[str, Any]) -> Trigger:
+        outcome = self._compiled.evaluate(facts)
+        fired = tuple(r.id for r in outcome.fired)
+        if outcome.problems:
+            p = outcome.problems[0]
+            return Trigger(False, p.rule_name, outcome.deciding_source, fired, facts,
+                           f"{p.detail}; nothing is traded", failed_closed=True)
+        if outcome.fired:
+            r = outcome.fired[0]
+            return Trigger(True, r.id, r.source, fired, facts, r.description or r.id)
+        return Trigger(False, None, None, (), facts, "every weight is inside its band")
+
+    def close(self) -> None:
+        self._compiled.close()
