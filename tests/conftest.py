@@ -13,6 +13,7 @@ from typing import Protocol
 
 import pytest
 
+from engine.audit.store import AuditStore
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
@@ -21,6 +22,69 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SAFETY_YAML = REPO_ROOT / "policies" / "safety.yaml"
 #: A hang guard for one command, not a speed requirement.
 CLI_HANG_GUARD_S = 120.0
+
+
+#: A safety and an approval policy frozen as the tooling tests need them, apart from the
+#: shipped policies/ so that editing those never changes what these tests check.
+FROZEN_SAFETY = """\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata:
+  name: core-safety
+  version: 2.0.0
+spec:
+  fail_closed: halt
+  max_fact_age: 1d
+  rules:
+    - id: drift-spike-halt
+      when: {fact: drift_score, op: ">=", value: 0.8}
+      action: halt
+    - id: high-volatility-flatten
+      when: {fact: volatility, op: ">=", value: 0.35}
+      action: flatten
+    - id: coherence-break-block
+      when: {fact: coherence, op: "<=", value: 0.5}
+      action: block_new
+    - id: low-confidence-wait
+      when:
+        any:
+          - {fact: frs, op: "<", value: 0.4}
+          - {fact: meta_reliability, op: "<", value: 0.4}
+      action: wait_confirmation
+"""
+
+FROZEN_APPROVAL = """\
+apiVersion: fuggerbot/v1
+kind: ApprovalPolicy
+metadata: {name: human-approval, version: 1.0.0}
+spec:
+  mode: semi_autonomous
+  rules:
+    - id: large-order-approval
+      when: {fact: order_notional, op: ">", value: 250000}
+      action: require_approval
+"""
+
+
+def write_frozen_policies(dest: Path) -> Path:
+    """A new directory `dest` holding FROZEN_SAFETY and FROZEN_APPROVAL."""
+    dest.mkdir()
+    (dest / "safety.yaml").write_text(FROZEN_SAFETY, encoding="utf-8")
+    (dest / "approval.yaml").write_text(FROZEN_APPROVAL, encoding="utf-8")
+    return dest
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    """Where a test's audit store lives."""
+    return tmp_path / "audit.db"
+
+
+@pytest.fixture
+def store(db: Path) -> Iterator[AuditStore]:
+    """A real audit store in `db`, closed after the test."""
+    with AuditStore(db) as s:
+        yield s
 
 
 class RunCli(Protocol):

@@ -31,17 +31,6 @@ def day(n: int) -> str:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "audit.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[AuditStore]:
-    with AuditStore(db) as s:
-        yield s
-
-
-@pytest.fixture
 def engine(store: AuditStore) -> Iterator[AlertEngine]:
     with AlertEngine(store, None, RUN) as e:
         yield e

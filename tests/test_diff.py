@@ -9,56 +9,9 @@ from pathlib import Path
 from engine.factsource import read_snapshots
 from engine.policy.loader import load_policy_set
 from engine.tooling.diff import diff_sets, replay
-from tests.conftest import RunCli
+from tests.conftest import RunCli, write_frozen_policies
 
 TS = "2024-01-02T21:00:00Z"
-
-SAFETY = """\
-apiVersion: fuggerbot/v1
-kind: SafetyPolicy
-metadata:
-  name: core-safety
-  version: 2.0.0
-spec:
-  fail_closed: halt
-  max_fact_age: 1d
-  rules:
-    - id: drift-spike-halt
-      when: {fact: drift_score, op: ">=", value: 0.8}
-      action: halt
-    - id: high-volatility-flatten
-      when: {fact: volatility, op: ">=", value: 0.35}
-      action: flatten
-    - id: coherence-break-block
-      when: {fact: coherence, op: "<=", value: 0.5}
-      action: block_new
-    - id: low-confidence-wait
-      when:
-        any:
-          - {fact: frs, op: "<", value: 0.4}
-          - {fact: meta_reliability, op: "<", value: 0.4}
-      action: wait_confirmation
-"""
-
-APPROVAL = """\
-apiVersion: fuggerbot/v1
-kind: ApprovalPolicy
-metadata: {name: human-approval, version: 1.0.0}
-spec:
-  mode: semi_autonomous
-  rules:
-    - id: large-order-approval
-      when: {fact: order_notional, op: ">", value: 250000}
-      action: require_approval
-"""
-
-
-def copy_policies(dest: Path) -> Path:
-    dest.mkdir()
-    (dest / "safety.yaml").write_text(SAFETY, encoding="utf-8")
-    (dest / "approval.yaml").write_text(APPROVAL, encoding="utf-8")
-    return dest
-
 
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
@@ -89,8 +42,8 @@ EXPECTED = {"allow -> block_new": 2, "wait_confirmation -> block_new": 1}
 
 
 def threshold_change(tmp_path: Path, *, bump: bool) -> tuple[Path, Path]:
-    old = copy_policies(tmp_path / "old")
-    new = copy_policies(tmp_path / "new")
+    old = write_frozen_policies(tmp_path / "old")
+    new = write_frozen_policies(tmp_path / "new")
     edit(new / "safety.yaml", 'op: "<=", value: 0.5}', 'op: "<=", value: 0.6}')
     if bump:
         edit(new / "safety.yaml", "version: 2.0.0", "version: 2.1.0")
@@ -116,8 +69,8 @@ def test_changed_threshold_without_new_version_fails(tmp_path: Path, run_cli: Ru
 
 
 def test_comments_and_layout_are_not_a_change(tmp_path: Path) -> None:
-    old = copy_policies(tmp_path / "old")
-    new = copy_policies(tmp_path / "new")
+    old = write_frozen_policies(tmp_path / "old")
+    new = write_frozen_policies(tmp_path / "new")
     edit(new / "safety.yaml", "  fail_closed: halt\n", "  fail_closed: halt   # unchanged\n\n")
     result = diff_sets(load_policy_set([str(old)]), load_policy_set([str(new)]))
     assert result.changed == () and result.errors == ()
@@ -125,8 +78,8 @@ def test_comments_and_layout_are_not_a_change(tmp_path: Path) -> None:
 
 
 def test_rules_settings_and_policies_added_and_removed(tmp_path: Path) -> None:
-    old = copy_policies(tmp_path / "old")
-    new = copy_policies(tmp_path / "new")
+    old = write_frozen_policies(tmp_path / "old")
+    new = write_frozen_policies(tmp_path / "new")
     (new / "approval.yaml").unlink()
     edit(new / "safety.yaml", "version: 2.0.0", "version: 3.0.0")
     edit(new / "safety.yaml", "max_fact_age: 1d", "max_fact_age: 2h")

@@ -12,7 +12,6 @@ import base64
 import json
 import math
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -21,7 +20,6 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from engine.audit.store import AuditStore, Record
 from engine.catalogue import CATALOGUE
 from engine.monitoring.summary import LAST_ALERTS, summarize
 from engine.replay import SAFETY_FACTS
+from tests.http_recorder import HttpRecorder
 
 POLICIES = REPO_ROOT / "policies"
 HISTORY = REPO_ROOT / "examples" / "history.jsonl"
@@ -46,46 +45,6 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The thresholds of policies/safety.yaml.
 HALT_DRIFT = 0.8
 FLATTEN_VOLATILITY = 0.35
-
-
-class Webhook:
-    """A real HTTP server on 127.0.0.1 that keeps the JSON body of every POST."""
-
-    def __init__(self) -> None:
-        bodies: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.bodies = bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                bodies.put(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/fugger"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-        self.thread.start()
-
-    def received(self) -> list[dict[str, Any]]:
-        out = []
-        while True:
-            try:
-                out.append(self.bodies.get_nowait())
-            except queue.Empty:
-                return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
 
 
 @dataclass(frozen=True)
@@ -118,10 +77,11 @@ def run_args(audit: Path, sinks: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("replay")
-    hook = Webhook()
+    hook = HttpRecorder()
     try:
         sinks = root / "sinks.yaml"
-        sinks.write_text(f"sinks:\n  - type: webhook\n    url: {hook.url}\n    timeout_s: 5\n",
+        url = hook.url("/hooks/fugger")
+        sinks.write_text(f"sinks:\n  - type: webhook\n    url: {url}\n    timeout_s: 5\n",
                          encoding="utf-8")
         a, b = root / "a", root / "b"
         commands = [run_args(a / "audit.db", sinks, "--report", str(a / "report")),
@@ -131,7 +91,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         for p in procs:
             assert p.returncode == 0, p.stderr
         yield Pair(Run(a / "audit.db", a / "report", procs[0]),
-                   Run(b / "audit.db", b / "report", procs[1]), hook.received())
+                   Run(b / "audit.db", b / "report", procs[1]), hook.received_json())
     finally:
         hook.close()
 

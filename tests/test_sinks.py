@@ -5,12 +5,9 @@ from __future__ import annotations
 import io
 import json
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -29,6 +26,7 @@ from engine.monitoring.sinks import (
     SinkError,
     WebhookSink,
 )
+from tests.http_recorder import HttpRecorder
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "sinks.example.yaml"
 WAIT_S = 5.0
@@ -50,56 +48,6 @@ def make_alert(
     }
     fields.update(kw)
     return Alert(alert_id=alert_id, severity=severity, **fields)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> dict[str, object]:
-        data = json.loads(self.body)
-        assert isinstance(data, dict)
-        return data
-
-
-class HttpRecorder:
-    """A real HTTP server on 127.0.0.1 that records every POST and answers with `status`."""
-
-    def __init__(self, status: int = 200) -> None:
-        requests: queue.Queue[Request] = queue.Queue()
-        self.requests = requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = self.rfile.read(length)
-                requests.put(Request(self.path, dict(self.headers.items()), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str, scheme: str = "http") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}{path}"
-
-    def next_request(self) -> Request:
-        return self.requests.get(timeout=WAIT_S)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(WAIT_S)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -131,17 +130,6 @@ def write_runs(store: AuditStore) -> list[str]:
     store.append("run_finished", RUN_A, {"run_id": RUN_A, "finished_at": "2025-02-03T04:06:00Z",
                                          "days": 5})
     return ids
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "audit.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[AuditStore]:
-    with AuditStore(db) as s:
-        yield s
 
 
 @pytest.fixture

@@ -13,48 +13,9 @@ from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.shadow import CANDIDATE_ERROR, ShadowComparison, ShadowSummary
+from tests.conftest import FROZEN_APPROVAL, FROZEN_SAFETY, write_frozen_policies
 
 TS = "2024-01-02T21:00:00Z"
-
-SAFETY = """\
-apiVersion: fuggerbot/v1
-kind: SafetyPolicy
-metadata:
-  name: core-safety
-  version: 2.0.0
-spec:
-  fail_closed: halt
-  max_fact_age: 1d
-  rules:
-    - id: drift-spike-halt
-      when: {fact: drift_score, op: ">=", value: 0.8}
-      action: halt
-    - id: high-volatility-flatten
-      when: {fact: volatility, op: ">=", value: 0.35}
-      action: flatten
-    - id: coherence-break-block
-      when: {fact: coherence, op: "<=", value: 0.5}
-      action: block_new
-    - id: low-confidence-wait
-      when:
-        any:
-          - {fact: frs, op: "<", value: 0.4}
-          - {fact: meta_reliability, op: "<", value: 0.4}
-      action: wait_confirmation
-"""
-
-APPROVAL = """\
-apiVersion: fuggerbot/v1
-kind: ApprovalPolicy
-metadata: {name: human-approval, version: 1.0.0}
-spec:
-  mode: semi_autonomous
-  rules:
-    - id: large-order-approval
-      when: {fact: order_notional, op: ">", value: 250000}
-      action: require_approval
-"""
-
 
 def snap(symbol: str, **facts: object) -> dict[str, object]:
     base: dict[str, object] = {"ts": TS, "symbol": symbol, "drift_score": 0.1,
@@ -66,11 +27,7 @@ def snap(symbol: str, **facts: object) -> dict[str, object]:
 
 @pytest.fixture
 def policy_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "policies"
-    folder.mkdir()
-    (folder / "safety.yaml").write_text(SAFETY, encoding="utf-8")
-    (folder / "approval.yaml").write_text(APPROVAL, encoding="utf-8")
-    return folder
+    return write_frozen_policies(tmp_path / "policies")
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -143,7 +100,7 @@ def test_broken_change_keeps_last_good_and_reports_once(policy_dir: Path) -> Non
     assert events.kinds() == ["activated", "rejected", "rejected"]
     assert any("YAML syntax error" in p.message for p in events.seen[2].problems)
     # back to the active content: nothing to swap, and the recovery is said once
-    safety.write_text(SAFETY, encoding="utf-8")
+    safety.write_text(FROZEN_SAFETY, encoding="utf-8")
     assert watcher.poll() is None
     assert watcher.poll() is None
     assert events.kinds() == ["activated", "rejected", "rejected", "restored"]
@@ -157,7 +114,7 @@ def test_removed_and_added_files_count_as_changes(policy_dir: Path) -> None:
     (policy_dir / "approval.yaml").unlink()
     smaller = watcher.poll()
     assert smaller is not None and smaller.policy("human-approval") is None
-    (policy_dir / "approval.yaml").write_text(APPROVAL, encoding="utf-8")
+    (policy_dir / "approval.yaml").write_text(FROZEN_APPROVAL, encoding="utf-8")
     assert watcher.poll() is not None
     for f in policy_dir.glob("*.yaml"):
         f.unlink()
