@@ -27,6 +27,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from engine.actions import Action
 from engine.catalogue import CATALOGUE
+from engine.policy.loader import load_policy_set
+from engine.policy.model import Condition, facts_of
+from engine.rules.reference import holds
 
 Array = npt.NDArray[np.float64]
 
@@ -308,23 +311,27 @@ def build_lines(start: date | None = None, end: date | None = None) -> list[str]
 
 @dataclass(frozen=True)
 class Rail:
-    """A default safety rail, mirrored here to count how often the history would trip it."""
+    """A rule of the default safety policy, to count how often the history would trip it."""
 
     action: Action
     rule: str
     fires: Callable[[Snapshot], bool]
 
 
-DEFAULT_RAILS: Final[tuple[Rail, ...]] = (
-    Rail(Action.HALT, "drift_score >= 0.8", lambda s: s.drift_score >= 0.8),
-    Rail(Action.FLATTEN, "volatility >= 0.35", lambda s: s.volatility >= 0.35),
-    Rail(Action.BLOCK_NEW, "coherence <= 0.5", lambda s: s.coherence <= 0.5),
-    Rail(
-        Action.WAIT_CONFIRMATION,
-        "frs < 0.4 or meta_reliability < 0.4",
-        lambda s: s.frs < 0.4 or s.meta_reliability < 0.4,
-    ),
-)
+def _default_rails() -> tuple[Rail, ...]:
+    """The rules of the shipped `policies/safety.yaml`, evaluated with the engine's reference
+    semantics, so the statistics follow the policy rather than a copy of its thresholds."""
+    policy_set = load_policy_set([str(Path(__file__).resolve().parent.parent / "policies"
+                                      / "safety.yaml")])
+    rails = []
+    for rule in policy_set.of_kind("SafetyPolicy")[0].rules:
+        def fires(s: Snapshot, cond: Condition = rule.when) -> bool:
+            return holds(cond, {name: getattr(s, name) for name in facts_of(cond)})
+        rails.append(Rail(Action(rule.action), rule.when.text().strip("()"), fires))
+    return tuple(rails)
+
+
+DEFAULT_RAILS: Final[tuple[Rail, ...]] = _default_rails()
 
 
 @dataclass(frozen=True)
