@@ -1,12 +1,15 @@
-"""Decision latency and audit throughput, every figure measured in the same run.
+"""Decision latency, audit throughput and alert hand-off, every figure measured in one run.
 
-Paths compared, per snapshot:
-- plain: a Python if/else of the four v2.0 rails (the floor);
-- raw: the same rules through durable-rules' C API (serialise, assert as a fact, drain the
-  fired rules, retract), with nothing else;
-- engine: SafetyEvaluator.decide (fact checks, durable-rules, the decision record);
-- engine+audit: decide, then record, one transaction per decision (what an order gate waits for);
-- throughput with the audit store, appending in batches of 500.
+Decision latency, per snapshot, at 4 rules (the shipped rails) and at 100 rules:
+- plain: the rules as Python expressions (the floor);
+- raw: the same rules through durable-rules' C API and nothing else;
+- engine: SafetyEvaluator.decide;
+- engine+record: decide, then the audit record's canonical text and hash (no SQLite).
+Contenders run interleaved in rotating chunks, every call is timed and kept, and every
+result is checked against plain's on every snapshot (the run fails if any disagrees). The
+machine is shared and noisy: quote the ratios, which compare calls made side by side.
+
+Audit throughput: decide and append in batches (group commit), and the store alone.
 """
 
 from __future__ import annotations
@@ -15,184 +18,141 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import durable_rules_engine as dre
-
-from engine.audit.store import AuditStore
+from benchmarks import contenders as ct
+from benchmarks.timing import interleaved, ratio, summary
+from engine.audit.store import AuditStore, encode_record
+from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set, policy_set_from_texts
+from engine.policy.model import Policy, PolicySet
 
 ROOT = Path(__file__).resolve().parents[1]
-FACTS = ("drift_score", "volatility", "coherence", "frs", "meta_reliability")
+PATHS = ("plain", "raw_durable_rules", "engine", "engine+record")
 
 
-def snapshots(n: int, seed: int = 7) -> list[dict[str, Any]]:
-    rng = random.Random(seed)
-    return [{"ts": "2024-01-02T21:00:00Z", "symbol": f"S{i % 50}",
-             "drift_score": rng.random(), "volatility": rng.random() * 0.6,
-             "coherence": rng.random(), "frs": rng.random(), "meta_reliability": rng.random()}
-            for i in range(n)]
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu": model, "cpus": os.cpu_count(), "durable_rules": metadata.version(
+                "durable-rules"), "commit": commit,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
-def plain(s: dict[str, Any]) -> str:
-    if s["drift_score"] >= 0.8:
-        return "halt"
-    if s["volatility"] >= 0.35:
-        return "flatten"
-    if s["coherence"] <= 0.5:
-        return "block_new"
-    if s["frs"] < 0.4 or s["meta_reliability"] < 0.4:
-        return "wait_confirmation"
-    return "allow"
+def policy_set(n_rules: int) -> PolicySet:
+    if n_rules == 4:
+        return load_policy_set([str(ROOT / "policies" / "safety.yaml")])
+    return policy_set_from_texts([("bench.yaml", ct.policy_text(n_rules))])
 
 
-def raw_ruleset(n_rules: int) -> Callable[[dict[str, Any]], set[str]]:
-    """The same rules registered straight through the C API. Past 64 matching conditions one
-    ruleset fails (error 303), so larger sets are split into rulesets of 40 rules, as the
-    engine does, and the snapshot is asserted into each."""
-    base = [("$gte", "drift_score", 0.8), ("$gte", "volatility", 0.35),
-            ("$lte", "coherence", 0.5), ("$lt", "frs", 0.4), ("$lt", "meta_reliability", 0.4)]
-    count = 5 if n_rules <= 5 else n_rules
-    handles = []
-    for start in range(0, count, 40):
-        rules: dict[str, Any] = {}
-        for i in range(start, min(count, start + 40)):
-            op, fact, thr = base[i % 5]
-            thr = thr if i < 5 else round(thr + (i // 5) * 0.001, 6)
-            rules[f"r{i}"] = {"all": [{"m": {"$and": [{"fb": 1}, {op: {fact: thr}}]}}]}
-        handles.append(dre.create_ruleset(f"bench-raw-{n_rules}-{start}-{time.time_ns()}",
-                                          json.dumps(rules)))
-    counter = iter(range(1, 10**9))
-
-    def fire(s: dict[str, Any]) -> set[str]:
-        fact = json.dumps({"sid": "0", "id": next(counter), "fb": 1,
-                           **{k: s[k] for k in FACTS}})
-        fired: set[str] = set()
-        for handle in handles:
-            try:
-                code, state = dre.assert_fact(handle, fact)
-                if code == 0:
-                    result = dre.start_action_for_state(handle, state)
-                    while result:
-                        fired.update(json.loads(result[1] if isinstance(result, tuple)
-                                                else result))
-                        result = dre.complete_and_start_action(handle, state)
-            finally:
-                dre.retract_fact(handle, fact)
-        return fired
-
-    return fire
+def record_of(d: Decision, s: ct.Snapshot) -> tuple[str, str]:
+    """What appending a decision costs before SQLite: its canonical text and its hash."""
+    return encode_record(1, "decision", d.decision_id, d.decided_at, "0" * 64,
+                         {"decision": d.to_json(), "facts": s, "run_id": None})
 
 
-def policy_text(n_rules: int) -> str:
-    base = [("drift_score", ">=", 0.8, "halt"), ("volatility", ">=", 0.35, "flatten"),
-            ("coherence", "<=", 0.5, "block_new"), ("frs", "<", 0.4, "wait_confirmation"),
-            ("meta_reliability", "<", 0.4, "wait_confirmation")]
-    lines = ["apiVersion: fuggerbot/v1", "kind: SafetyPolicy",
-             "metadata: {name: bench, version: 1.0.0}", "spec:", "  rules:"]
-    for i in range(n_rules):
-        fact, op, thr, action = base[i % 5]
-        thr = thr if i < 5 else round(thr + (i // 5) * 0.001, 6)
-        lines.append(f"    - id: r{i}\n      when: {{fact: {fact}, op: \"{op}\", value: {thr}}}"
-                     f"\n      action: {action}")
-    return "\n".join(lines) + "\n"
+def checker(policy: Policy) -> Callable[[str, Any, Any, Any], str | None]:
+    def check(name: str, s: Any, result: Any, reference: Any) -> str | None:
+        decision = result[0] if isinstance(result, tuple) else result
+        if isinstance(decision, Decision):
+            fired = frozenset(f.rule for f in decision.fired)
+            action = ct.expected_action(policy, reference)
+            if decision.action.value != action or decision.findings:
+                return (f"{name}: {decision.action.value} (findings {len(decision.findings)}) "
+                        f"where the rules give {action} for {s}")
+        else:
+            fired = result
+        if fired != reference:
+            return f"{name}: fired {sorted(fired)} where plain fired {sorted(reference)} for {s}"
+        return None
+    return check
 
 
-def timed(fn: Callable[[dict[str, Any]], object], items: list[dict[str, Any]],
-          repeat: int = 3) -> list[float]:
-    """Per-call latency in microseconds, best of `repeat` passes per item position."""
-    best: list[float] = [float("inf")] * len(items)
-    for _ in range(repeat):
-        for i, s in enumerate(items):
-            t0 = time.perf_counter_ns()
+def latency(n_rules: int, items: list[ct.Snapshot], repeats: int, chunk: int
+            ) -> dict[str, Any]:
+    ps = policy_set(n_rules)
+    policy = ps.of_kind("SafetyPolicy")[0]
+    evaluator = SafetyEvaluator(ps)
+    raw, close_raw = ct.raw(policy, f"{n_rules}-{time.time_ns()}")
+    decide = evaluator.decide
+    paths: dict[str, Callable[[ct.Snapshot], Any]] = {
+        "plain": ct.plain(policy), "raw_durable_rules": raw, "engine": decide,
+        "engine+record": lambda s: (d := decide(s), record_of(d, s))}
+    for fn in paths.values():  # warm up every path
+        for s in items[:300]:
             fn(s)
-            dt = (time.perf_counter_ns() - t0) / 1000
-            if dt < best[i]:
-                best[i] = dt
-    return best
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median_us": round(statistics.median(ordered), 2),
-            "p99_us": round(ordered[int(len(ordered) * 0.99) - 1], 2),
-            "n": len(ordered)}
-
-
-def run(n: int, out: Path) -> dict[str, Any]:
-    items = snapshots(n)
-    results: dict[str, Any] = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "platform": platform.platform()},
-        "snapshots": n,
+    runs = interleaved(paths, items, repeats=repeats, chunk=chunk, check=checker(policy))
+    close_raw()
+    evaluator.close()
+    s = runs.samples
+    return {
+        **{name: summary(s[name]) for name in PATHS},
+        "ratio_engine_to_raw": ratio(s["engine"], s["raw_durable_rules"]),
+        "ratio_engine_record_to_raw": ratio(s["engine+record"], s["raw_durable_rules"]),
+        "ratio_engine_to_plain": ratio(s["engine"], s["plain"]),
+        "agreement": {"checked": runs.checked, "disagreements": runs.disagreements},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        for n_rules in (4, 100):
-            if n_rules == 4:
-                ps = load_policy_set([str(ROOT / "policies" / "safety.yaml")])
-            else:
-                ps = policy_set_from_texts([("bench.yaml", policy_text(n_rules))])
-            evaluator = SafetyEvaluator(ps)
-            raw = raw_ruleset(n_rules)
-            for s in items[:200]:  # warm up every path
-                evaluator.decide(s)
-                raw(s)
-                plain(s)
-            section: dict[str, Any] = {}
-            section["plain"] = summary(timed(plain, items))
-            section["raw_durable_rules"] = summary(timed(raw, items))
-            section["engine"] = summary(timed(evaluator.decide, items))
 
-            store = AuditStore(Path(tmp) / f"audit-{n_rules}.db")
-            store.record_activation(ps)
 
-            def decide_and_record(s: dict[str, Any], store: AuditStore = store,
-                                  ev: SafetyEvaluator = evaluator) -> None:
-                d = ev.decide(s)
-                store.append("decision", d.decision_id, {"decision": d.to_json(), "facts": s})
-
-            section["engine_audit_each"] = summary(timed(decide_and_record, items[:1000], 1))
-
-            t0 = time.perf_counter()
-            batch: list[tuple[str, str, dict[str, Any]]] = []
-            for s in items:
-                d = evaluator.decide(s)
-                batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": s}))
-                if len(batch) == 500:
-                    store.append_many(batch)
-                    batch = []
-            store.append_many(batch)
-            elapsed = time.perf_counter() - t0
-            section["audit_batched_decisions_per_s"] = round(n / elapsed)
-            # The store alone: the same records, already decided, appended in batches of 500.
-            bodies = [("decision", evaluator.decide(s).decision_id,
-                       {"decision": evaluator.decide(s).to_json(), "facts": s}) for s in items]
-            t0 = time.perf_counter()
-            for i in range(0, len(bodies), 500):
-                store.append_many(bodies[i:i + 500])
-            section["audit_store_records_per_s"] = round(n / (time.perf_counter() - t0))
-            verified = store.verify()
-            section["audit_records_verified"] = verified.checked
-            store.close()
-            evaluator.close()
-            section["ratio_engine_to_raw"] = round(
-                section["engine"]["median_us"] / section["raw_durable_rules"]["median_us"], 2)
-            section["ratio_engine_to_plain"] = round(
-                section["engine"]["median_us"] / section["plain"]["median_us"], 1)
-            results[f"rules_{n_rules}"] = section
-        # One event per 10 ms cycle (about what a replay day costs), then everything at once.
-        results["alerts"] = alert_latency(Path(tmp), pace_s=0.01)
-        results["alerts_burst"] = alert_latency(Path(tmp))
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    return results
+def throughput(tmp: Path, items: list[ct.Snapshot], repeats: int) -> dict[str, Any]:
+    """Decisions per second decided and appended in batches of 500 (one commit per batch),
+    and records per second for the store alone; the two alternate, each `repeats` times."""
+    ps = policy_set(4)
+    evaluator = SafetyEvaluator(ps)
+    store = AuditStore(tmp / "throughput.db")
+    store.record_activation(ps)
+    decided = [("decision", d.decision_id, {"decision": d.to_json(), "facts": s,
+                                            "run_id": None})
+               for s in items for d in (evaluator.decide(s),)]
+    both: list[float] = []
+    alone: list[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        batch: list[tuple[str, str, dict[str, Any]]] = []
+        for s in items:
+            d = evaluator.decide(s)
+            batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": s,
+                                                       "run_id": None}))
+            if len(batch) == 500:
+                store.append_many(batch)
+                batch = []
+        store.append_many(batch)
+        both.append(len(items) / (time.perf_counter() - t0))
+        t0 = time.perf_counter()
+        for i in range(0, len(decided), 500):
+            store.append_many(decided[i:i + 500])
+        alone.append(len(items) / (time.perf_counter() - t0))
+    verified = store.verify()
+    store.close()
+    evaluator.close()
+    return {"batch": 500,
+            "decide_and_append_per_s": {"median": round(statistics.median(both)),
+                                        "range": [round(min(both)), round(max(both))]},
+            "append_alone_per_s": {"median": round(statistics.median(alone)),
+                                   "range": [round(min(alone)), round(max(alone))]},
+            "records_verified": verified.checked, "chain_ok": verified.ok}
 
 
 def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any]:
@@ -239,45 +199,85 @@ def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any
     by_sink: dict[str, list[float]] = {}
     for smp in samples:
         by_sink.setdefault(smp.sink, []).append(smp.handoff_s * 1e6)
-    return {"pace_s": pace_s, "event_call": summary(call_us),
-            "handoff": {k: summary(v) for k, v in sorted(by_sink.items())}}
+    return {"pace_s": pace_s, "event_call": summary([call_us]),
+            "handoff": {k: summary([v]) for k, v in sorted(by_sink.items())}}
+
+
+def run(n: int, repeats: int, chunk: int, out: Path) -> dict[str, Any]:
+    items = ct.snapshots(n)
+    results: dict[str, Any] = {"machine": machine(), "snapshots": n, "repeats": repeats,
+                               "chunk": chunk}
+    for n_rules in (4, 100):
+        print(f"decision latency, {n_rules} rules ...", file=sys.stderr)
+        results[f"rules_{n_rules}"] = latency(n_rules, items, repeats, chunk)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("audit throughput ...", file=sys.stderr)
+        results["audit"] = throughput(Path(tmp), items, repeats)
+        print("alerts ...", file=sys.stderr)
+        # One event per 10 ms cycle (about what a replay day costs), then everything at once.
+        results["alerts"] = alert_latency(Path(tmp), pace_s=0.01)
+        results["alerts_burst"] = alert_latency(Path(tmp))
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
 
 
 def print_table(results: dict[str, Any]) -> None:
-    print(f"{results['snapshots']} snapshots, Python {results['machine']['python']}, "
-          f"{results['machine']['cpus']} CPUs")
-    header = f"{'path':34} {'median us':>10} {'p99 us':>10}"
+    m = results["machine"]
+    print(f"{results['snapshots']} snapshots x {results['repeats']} repeats, chunks of "
+          f"{results['chunk']}; Python {m['python']}, {m['cpus']} CPUs ({m['cpu']}), load "
+          f"{m['load_average_at_start'][0]} -> {m['load_average_at_end'][0]}")
+    header = f"{'path':26} {'median us':>10} {'p99 us':>10}  {'median by repeat':>24}"
     for key in ("rules_4", "rules_100"):
         sec = results[key]
         print(f"\n{key.replace('_', ' ')}\n{header}")
-        for name in ("plain", "raw_durable_rules", "engine", "engine_audit_each"):
+        for name in PATHS:
             s = sec[name]
-            print(f"{name:34} {s['median_us']:>10} {s['p99_us']:>10}")
-        print(f"{'engine / raw durable-rules':34} {sec['ratio_engine_to_raw']:>10}x")
-        print(f"{'engine / plain Python':34} {sec['ratio_engine_to_plain']:>10}x")
-        print(f"{'decisions/s, audit batched by 500':34} "
-              f"{sec['audit_batched_decisions_per_s']:>10}")
-        print(f"{'audit store alone, records/s':34} {sec['audit_store_records_per_s']:>10}")
+            spread = ", ".join(f"{x:g}" for x in s["median_us_by_repeat"])
+            print(f"{name:26} {s['median_us']:>10} {s['p99_us']:>10}  {spread:>24}")
+        for label, k in (("engine / raw", "ratio_engine_to_raw"),
+                         ("engine+record / raw", "ratio_engine_record_to_raw"),
+                         ("engine / plain", "ratio_engine_to_plain")):
+            r = sec[k]
+            print(f"{label:26} {r['median']:>9}x  (repeats {r['range'][0]}..{r['range'][1]})")
+        ag = sec["agreement"]
+        print(f"{'agreement':26} {ag['checked']} results checked, "
+              f"{len(ag['disagreements'])} disagreements")
+    au = results["audit"]
+    print(f"\naudit store, batches of {au['batch']} (one commit each)")
+    for label, k in (("decide and append /s", "decide_and_append_per_s"),
+                     ("append alone /s", "append_alone_per_s")):
+        r = au[k]
+        print(f"{label:26} {r['median']:>10}  (repeats {r['range'][0]}..{r['range'][1]})")
+    print(f"{'chain verified':26} {au['records_verified']:>10} records, ok={au['chain_ok']}")
     for key, label in (("alerts", "one event per 10 ms cycle"),
                        ("alerts_burst", "all events back to back")):
         al = results[key]
         print(f"\nalerts, {label} ({al['event_call']['n']} events, half raise an alert)"
-              f"\n{header}")
-        print(f"{'event call (record + queue)':34} {al['event_call']['median_us']:>10} "
+              f"\n{header[:48]}")
+        print(f"{'event call (record + queue)':26} {al['event_call']['median_us']:>10} "
               f"{al['event_call']['p99_us']:>10}")
         for sink, st in al["handoff"].items():
-            print(f"{'hand-off to ' + sink:34} {st['median_us']:>10} {st['p99_us']:>10}")
+            print(f"{'hand-off to ' + sink:26} {st['median_us']:>10} {st['p99_us']:>10}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--snapshots", type=int, default=20000)
+    parser.add_argument("--snapshots", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     args = parser.parse_args()
-    print(f"benchmarking {args.snapshots} snapshots ...", file=sys.stderr)
-    print_table(run(args.snapshots, args.out))
+    results = run(args.snapshots, args.repeats, args.chunk, args.out)
+    print_table(results)
     print(f"\nwritten to {args.out}")
+    bad = [k for k in ("rules_4", "rules_100") if results[k]["agreement"]["disagreements"]]
+    for k in bad:
+        for line in results[k]["agreement"]["disagreements"]:
+            print(f"DISAGREEMENT ({k}): {line}", file=sys.stderr)
+    if bad:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

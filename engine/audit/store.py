@@ -86,6 +86,13 @@ def record_hash(seq: int, kind: str, ref: str, ts: str, prev_hash: str, body_tex
     return h.hexdigest()
 
 
+def encode_record(seq: int, kind: str, ref: str, ts: str, prev_hash: str,
+                  body: dict[str, Any]) -> tuple[str, str]:
+    """A record's stored text and its hash: all the work of an append before SQLite."""
+    text = canonical(body)
+    return text, record_hash(seq, kind, ref, ts, prev_hash, text)
+
+
 class AuditStore:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH, *,
                  create: bool = True) -> None:
@@ -151,8 +158,7 @@ class AuditStore:
                 rows = []
                 for kind, ref, body in items:
                     seq += 1
-                    text = canonical(body)
-                    h = record_hash(seq, kind, ref, ts, prev, text)
+                    text, h = encode_record(seq, kind, ref, ts, prev, body)
                     rows.append((seq, kind, ref, ts, text, prev, h))
                     out.append(Record(seq, kind, ref, ts, body, prev, h))
                     prev = h
