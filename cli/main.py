@@ -8,6 +8,7 @@ import sys
 import typer
 
 from cli import (
+    activate_cmd,
     audit_cmds,
     exec_cmds,
     monitor_cmds,
@@ -36,6 +37,7 @@ app.command("alerts")(monitor_cmds.alerts)
 app.command("report")(monitor_cmds.report)
 app.command("rotate")(rotate_cmd.rotate)
 app.command("run")(run_cmd.run)
+app.command("activate")(activate_cmd.activate)
 app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)
 app.add_typer(exec_cmds.paper_app, name="paper")

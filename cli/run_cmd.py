@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from cli.common import Format, err, fail, load_book_file, load_policies, load_snapshots, out
+from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 
 if TYPE_CHECKING:
@@ -105,13 +106,18 @@ def run(
     except AuditError as e:
         fail(str(e))
     events: list[WatchEvent] = []
-    watcher = PolicyWatcher([policies], events.append, compile=CompiledSet)
-    try:
-        compiled = watcher.poll()
-        events.clear()  # the first activation is the set loaded above, not a reload
-    except ValueError as e:
-        fail(str(e))
-    if compiled is None or compiled.policy_set.hash != ps.hash:
+    # A reload that would remove a policy waits for an explicit `fugger activate` of that
+    # very set, recorded in this store.
+    watcher = PolicyWatcher([policies], events.append, compile=CompiledSet,
+                            may_remove=lambda s: activation.explicitly_active(store, s))
+    compiled = watcher.poll()
+    if compiled is None:
+        for event in events:
+            for line in event.lines():
+                print(line, file=sys.stderr)
+        fail(f"{policies}: the policy set was not applied")
+    events.clear()  # the first activation is the set loaded above, not a reload
+    if compiled.policy_set.hash != ps.hash:
         fail(f"{policies}: the policy files changed while loading; run again")
 
     def poll() -> tuple[CompiledSet | None, list[str]]:

@@ -148,7 +148,8 @@ class Replay:
                     self._last_rebalance = result.ts
                 self._after_cycle(result, snaps)
                 if self.shadow is not None:
-                    self.shadow.observe(self.store, self.run_id, snaps, result)
+                    self.shadow.observe(self.store, self.run_id, snaps, result,
+                                        self.compiled.safety)
                 tick.day, tick.ts = i, ts
                 if progress is not None:
                     progress(tick)

@@ -23,19 +23,28 @@ class ShadowRun:
         self.summary = ShadowSummary(examples)
 
     def observe(self, store: AuditStore, run_id: str,
-                snapshots: Sequence[Mapping[str, Any]], result: CycleResult) -> None:
-        by_symbol = {s.get("symbol"): s for s in snapshots}
-        comparison = ShadowComparison(self.candidate, self.candidate)
+                snapshots: Sequence[Mapping[str, Any]], result: CycleResult,
+                live: SafetyEvaluator) -> None:
+        """Compare the cycle's decisions, made by `live` (the set in force for this cycle,
+        which a reload may have changed), with the candidate's."""
+        by_symbol: dict[object, list[Mapping[str, Any]]] = {}
+        for s in snapshots:
+            by_symbol.setdefault(s.get("symbol"), []).append(s)
+        comparison = ShadowComparison(live, self.candidate)
         records = []
         for symbol, decision in sorted(result.decisions.items()):
-            snapshot = by_symbol.get(symbol)
-            if snapshot is None:
-                continue
-            diff = comparison.compare(snapshot, active_decision=decision)
-            self.summary.add(diff)
-            if diff is not None:
+            own = by_symbol.get(symbol, [])
+            for snapshot in own:
+                # The cycle's decision stands for its symbol's one snapshot; where a symbol
+                # had several, each is decided again under the live set and compared.
+                diff = comparison.compare(snapshot,
+                                          active_decision=decision if len(own) == 1 else None)
+                self.summary.add(diff)
+                if diff is None:
+                    continue
                 records.append((KIND, decision.decision_id, {
                     "run_id": run_id, "ts": result.ts, "candidate": self.candidate_set.hash,
+                    "active": live.policy_set.hash,
                     "decision_id": decision.decision_id, **diff.to_json(),
                     "summary": f"shadow: {diff.text()}"}))
         if records:

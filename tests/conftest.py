@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -122,6 +124,54 @@ def run_fugger(args: Sequence[str], *, cwd: Path | None = None, stdin: str | Non
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "internal error" not in proc.stderr, proc.stderr
     return proc
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    #: How many steps were reached (all of them unless the command ended first).
+    steps_taken: int
+
+
+def run_fugger_driven(args: Sequence[str],
+                      steps: Sequence[tuple[str, Callable[[], None]]], *,
+                      env: Mapping[str, str] | None = None) -> Finished:
+    """Run `fugger ARGS` and, while it runs, take each step in turn: wait for a stderr line
+    that starts with the step's prefix, then call its action (e.g. change a policy file). The
+    command's own output orders the steps, so no step depends on timing."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=REPO_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    assert proc.stderr is not None
+    # A hang guard, not a speed requirement: reading stderr below has no timeout of its own.
+    guard = threading.Timer(CLI_HANG_GUARD_S, proc.kill)
+    guard.start()
+    seen: list[str] = []
+    taken = 0
+    try:
+        for prefix, action in steps:
+            for line in proc.stderr:
+                seen.append(line)
+                if line.startswith(prefix):
+                    action()
+                    taken += 1
+                    break
+        out, rest = proc.communicate()
+    finally:
+        guard.cancel()
+    stderr = "".join(seen) + rest
+    assert "Traceback" not in stderr, stderr
+    assert "internal error" not in stderr, stderr
+    return Finished(proc.returncode, out, stderr, taken)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Replace `path` in one step, so no poll reads half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def run_fugger_many(commands: Sequence[Sequence[str]], *,

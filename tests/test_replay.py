@@ -11,12 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CLI_HANG_GUARD_S, REPO_ROOT, run_fugger
+from conftest import REPO_ROOT, replace_file, run_fugger, run_fugger_driven
 
 from engine.audit.store import AuditStore, Record
 from engine.catalogue import CATALOGUE
@@ -320,13 +317,6 @@ def policy_alerts(audit: Path) -> list[dict[str, Any]]:
     return [r.body for r in records(audit, "alert") if r.body.get("kind") == "policy"]
 
 
-def break_file(path: Path, text: str) -> None:
-    """Replace `path` in one step, so no poll reads half of it."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 @pytest.fixture(scope="module")
 def reload_run(tmp_path_factory: pytest.TempPathFactory) -> Reload:
     root = tmp_path_factory.mktemp("reload")
@@ -340,27 +330,11 @@ def reload_run(tmp_path_factory: pytest.TempPathFactory) -> Reload:
     args = ["run", "--policies", str(policies), "--facts", str(HISTORY),
             "--portfolio", str(PORTFOLIO), "--audit", str(audit),
             "--from", RELOAD_SLICE[0], "--to", RELOAD_SLICE[1]]
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **LOCAL_ENV})
-    assert proc.stderr is not None
-    # A hang guard, not a speed requirement: reading stderr below has no timeout of its own.
-    guard = threading.Timer(CLI_HANG_GUARD_S, proc.kill)
-    guard.start()
-    try:
-        seen: list[str] = []
-        # The first progress line comes after the first day: from then on the run is deciding.
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith("day 1/"):
-                break
-        break_file(safety, broken)
-        _, rest = proc.communicate()
-    finally:
-        guard.cancel()
-    stderr = "".join(seen) + rest
-    assert "Traceback" not in stderr, stderr
-    return Reload(audit, safety, proc.returncode, stderr)
+    # The first progress line comes after the first day: from then on the run is deciding.
+    done = run_fugger_driven(args, [("day 1/", lambda: replace_file(safety, broken))],
+                             env=LOCAL_ENV)
+    assert done.steps_taken == 1, done.stderr
+    return Reload(audit, safety, done.returncode, done.stderr)
 
 
 def test_broken_policy_mid_run_keeps_the_last_good_set(reload_run: Reload) -> None:

@@ -13,7 +13,7 @@ from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.shadow import CANDIDATE_ERROR, ShadowComparison, ShadowSummary
-from tests.conftest import FROZEN_APPROVAL, FROZEN_SAFETY, write_frozen_policies
+from tests.conftest import FROZEN_SAFETY, write_frozen_policies
 
 TS = "2024-01-02T21:00:00Z"
 
@@ -107,19 +107,69 @@ def test_broken_change_keeps_last_good_and_reports_once(policy_dir: Path) -> Non
     assert watcher.current is good
 
 
+EXTRA_SAFETY = """\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata: {name: extra-safety, version: 1.0.0}
+spec:
+  rules:
+    - id: extreme-volatility-halt
+      when: {fact: volatility, op: ">=", value: 0.9}
+      action: halt
+"""
+
+
 def test_removed_and_added_files_count_as_changes(policy_dir: Path) -> None:
     events = Events()
     watcher = PolicyWatcher([str(policy_dir)], events)
     assert watcher.poll() is not None
-    (policy_dir / "approval.yaml").unlink()
-    smaller = watcher.poll()
-    assert smaller is not None and smaller.policy("human-approval") is None
-    (policy_dir / "approval.yaml").write_text(FROZEN_APPROVAL, encoding="utf-8")
-    assert watcher.poll() is not None
+    (policy_dir / "extra.yaml").write_text(EXTRA_SAFETY, encoding="utf-8")
+    larger = watcher.poll()
+    assert larger is not None and larger.policy("extra-safety") is not None
+    # A removed file would take its policy out of force: held back, the file named.
+    (policy_dir / "extra.yaml").unlink()
+    assert watcher.poll() is None
+    assert watcher.current is larger
+    assert events.kinds() == ["activated", "activated", "rejected"]
+    assert str(events.seen[-1].problems[0]).startswith(
+        f"{policy_dir / 'extra.yaml'}:1:1: SafetyPolicy 'extra-safety' would be removed "
+        "from the active set (the file was removed)")
+    (policy_dir / "extra.yaml").write_text(EXTRA_SAFETY, encoding="utf-8")
+    assert watcher.poll() is None
+    assert events.kinds()[-1] == "restored"
     for f in policy_dir.glob("*.yaml"):
         f.unlink()
     assert watcher.poll() is None
     assert "no policy files" in events.seen[-1].problems[0].message
+    assert watcher.current is larger
+
+
+def test_a_file_that_no_longer_defines_its_policy_is_a_removal(policy_dir: Path) -> None:
+    events = Events()
+    watcher = PolicyWatcher([str(policy_dir)], events, may_remove=lambda s: False)
+    good = watcher.poll()
+    assert good is not None
+    edit(policy_dir / "approval.yaml", "name: human-approval", "name: other-approval")
+    assert watcher.poll() is None
+    assert watcher.current is good
+    assert "ApprovalPolicy 'human-approval' would be removed from the active set (the file no "\
+        "longer defines it)" in events.seen[-1].problems[0].message
+
+
+def test_a_number_python_cannot_read_is_a_rejected_change(policy_dir: Path) -> None:
+    """Past 4,300 digits Python refuses to convert an integer: the change is refused at the
+    number's position and the last good set stays."""
+    events = Events()
+    watcher = PolicyWatcher([str(policy_dir)], events)
+    good = watcher.poll()
+    assert good is not None
+    safety = policy_dir / "safety.yaml"
+    edit(safety, "value: 0.8}", "value: " + "9" * 5001 + "}")
+    assert watcher.poll() is None
+    assert watcher.current is good
+    assert events.kinds() == ["activated", "rejected"]
+    assert str(events.seen[1].problems[0]).startswith(
+        f"{safety}:11:50: a number of 5001 digits")
 
 
 def test_compile_failure_keeps_the_last_good_object(policy_dir: Path) -> None:
@@ -134,7 +184,9 @@ def test_compile_failure_keeps_the_last_good_object(policy_dir: Path) -> None:
         compiled.append(evaluator)
         return evaluator
 
-    watcher = PolicyWatcher([str(policy_dir)], events, compile=compile_set)
+    # Removals allowed here: the set without a safety policy must reach the compile step.
+    watcher = PolicyWatcher([str(policy_dir)], events, compile=compile_set,
+                            may_remove=lambda s: True)
     try:
         good = watcher.poll()
         assert isinstance(good, SafetyEvaluator)

@@ -8,6 +8,7 @@ anything is built from the text.
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -30,6 +31,11 @@ MAX_BYTES = 1024 * 1024
 #: Nesting beyond this is refused before parsing: no file FuggerBot reads needs it, and deep
 #: nesting makes parsing slow and validation recursive.
 MAX_DEPTH = 40
+#: Digits of one number, at most: thresholds and limits need a handful.
+MAX_NUMBER_DIGITS = 100
+#: What YAML 1.2 could resolve as an integer or a float (digits, signs, '_', '.', exponents,
+#: 0x / 0o / 0b prefixes); anything else is a string whatever its length.
+_NUMBER = re.compile(r"[-+]?(0[xob][0-9a-fA-F_]+|[0-9_.]+([eE][-+]?[0-9_]+)?)")
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,9 @@ def _refuse_unsafe_constructs(path: str, text: str) -> None:
             elif isinstance(event, AliasEvent):
                 problems.append(Problem(pos, f"YAML alias '*{event.anchor}' is not allowed in a "
                                              "policy: write the value out"))
-            elif isinstance(event, (ScalarEvent, CollectionStartEvent)):
+            if isinstance(event, ScalarEvent):
+                problems.extend(_long_number(event, pos))
+            if isinstance(event, (ScalarEvent, CollectionStartEvent)):
                 if event.tag is not None and not _is_implicit(event):
                     problems.append(Problem(pos, f"YAML tag '{event.tag}' is not allowed: "
                                                  "a policy is plain data"))
@@ -143,6 +151,18 @@ def _refuse_unsafe_constructs(path: str, text: str) -> None:
         raise PolicyError([Problem(Position(path, 1, 1), f"YAML error: {e}")]) from e
     if problems:
         raise PolicyError(problems)
+
+
+def _long_number(event: ScalarEvent, pos: Position) -> list[Problem]:
+    """A plain number with more digits than any policy needs is refused by its position
+    before it is parsed: past 4,300 digits Python will not even convert it."""
+    if event.style is not None or not _NUMBER.fullmatch(event.value):
+        return []
+    digits = sum(ch.isdigit() for ch in event.value)
+    if digits <= MAX_NUMBER_DIGITS:
+        return []
+    return [Problem(pos, f"a number of {digits} digits: a number in a policy has at most "
+                         f"{MAX_NUMBER_DIGITS}")]
 
 
 def _is_implicit(event: Any) -> bool:
