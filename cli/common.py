@@ -43,27 +43,29 @@ def print_problems(e: PolicyError) -> None:
 
 
 def read_sourced(facts: str, input_format: str = "auto") -> list[SourcedSnapshot]:
-    """Every snapshot of a facts file with where it came from, or exit 1 naming each
-    unreadable line: a file that cannot be read as a whole is not evaluated at all."""
+    """Every snapshot of a facts file with where it came from (at least one), or exit 1
+    naming each unreadable line: a file that cannot be read as a whole is not evaluated."""
     from engine.factsource import FactsError, read_snapshots
     if input_format not in ("auto", "json", "jsonl", "csv"):
         fail(f"--input-format must be auto, json, jsonl or csv, not {input_format!r}",
              EXIT_USAGE)
     try:
-        return read_snapshots(facts, input_format)
+        snaps = read_snapshots(facts, input_format)
     except FactsError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
         print("nothing was evaluated", file=sys.stderr)
         raise typer.Exit(EXIT_INVALID) from e
+    if not snaps:
+        # An empty input is most often a dead upstream feed: deciding nothing is not a success.
+        fail(f"{'stdin' if facts == '-' else facts}: no snapshot: the facts input is empty "
+             "(is the upstream feed down?); nothing was evaluated")
+    return snaps
 
 
 def load_snapshots(facts: str, *, input_format: str = "auto") -> list[Any]:
     """The snapshots of a facts file; at least one, or exit 1."""
-    snaps = [s.data for s in read_sourced(facts, input_format)]
-    if not snaps:
-        fail(f"{facts}: no snapshot")
-    return snaps
+    return [s.data for s in read_sourced(facts, input_format)]
 
 
 def load_book_file(path: str) -> Book:

@@ -36,6 +36,10 @@ _SEVERITY: dict[Action, int] = {a: len(_ORDER) - 1 - i for i, a in enumerate(_OR
 
 ACTION_NAMES: tuple[str, ...] = tuple(a.value for a in _ORDER)
 
+#: The weakest action a safety policy may fail closed to: a fact that is missing, NaN or stale
+#: must at least stop new positions, never merely wait for one approval.
+FAIL_CLOSED_FLOOR = Action.BLOCK_NEW
+
 
 def most_restrictive(actions: Iterable[Action]) -> Action:
     """The most restrictive of `actions`; `allow` when there are none."""

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAFETY_YAML, WritePolicy, safety_rule_line
+from conftest import SAFETY_YAML, RunCli, WritePolicy, safety_rule_line
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.actions import Action, most_restrictive
+from engine.actions import FAIL_CLOSED_FLOOR, Action, most_restrictive
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set
@@ -231,6 +232,45 @@ def test_fail_closed_block_new(write_policy: WritePolicy) -> None:
         assert [f.rule for f in weak.fired] == ["low-confidence-wait"]
     finally:
         evaluator.close()
+
+
+def test_fail_closed_weaker_than_block_new_is_refused(write_policy: WritePolicy,
+                                                     run_cli: RunCli) -> None:
+    """A wait_confirmation fail-closed action would let a NaN fact become an order after one
+    approval: the floor is block_new, in the engine and in the schema editors read."""
+    text = block_new_policy_text()
+    line = 1 + text.splitlines().index("  fail_closed: block_new")
+    path = write_policy(text.replace("fail_closed: block_new", "fail_closed: wait_confirmation"),
+                        "soft.yaml")
+    proc = run_cli("validate", str(path))
+    assert proc.returncode == 1
+    assert f"{path}:{line}:16: spec.fail_closed: 'wait_confirmation' is too weak" in proc.stderr
+    assert "write one of: halt, flatten, block_new" in proc.stderr
+    schema_floor = validator("policy").schema["$defs"]["failClosedAction"]["enum"]
+    assert schema_floor == [a.value for a in Action
+                            if a.severity >= FAIL_CLOSED_FLOOR.severity]
+
+
+@pytest.mark.parametrize("command", ["eval", "explain", "step"])
+def test_empty_facts_input_is_a_failure(run_cli: RunCli, tmp_path: Path, command: str) -> None:
+    """A dead upstream feed gives an empty file: deciding nothing is not a success."""
+    empty = tmp_path / "facts.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    extra = {"eval": ["--audit", str(tmp_path / "a.db")], "explain": [],
+             "step": ["--audit", str(tmp_path / "a.db"), "--broker", str(tmp_path / "b.db")]}
+    proc = run_cli(command, "--policies", str(SAFETY_YAML), "--facts", str(empty),
+                   *extra[command], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert f"{empty}: no snapshot: the facts input is empty" in proc.stderr
+    assert not (tmp_path / "a.db").exists()
+
+
+def test_empty_facts_on_stdin_is_a_failure(run_cli: RunCli, tmp_path: Path) -> None:
+    proc = run_cli("eval", "--policies", str(SAFETY_YAML), "--audit", str(tmp_path / "a.db"),
+                   stdin="")
+    assert proc.returncode == 1
+    assert "stdin: no snapshot: the facts input is empty" in proc.stderr
+    assert "decision" not in proc.stdout
 
 
 # --- property: nothing but valid facts and quiet rails allow -----------------------------

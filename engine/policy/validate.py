@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from jsonschema.exceptions import ValidationError
 
+from engine.actions import ACTION_NAMES, FAIL_CLOSED_FLOOR, Action
 from engine.catalogue import CATALOGUE, FactSpec, nearest, range_hint
 from engine.policy.model import (
     OPS,
@@ -170,6 +171,8 @@ def _semantic_problems(doc: YamlDocument) -> Iterator[Problem]:
     spec = doc.data.get("spec")
     if not isinstance(spec, Mapping):
         return
+    if doc.data.get("kind") == "SafetyPolicy":
+        yield from _fail_closed_problems(doc, spec.get("fail_closed"))
     rules = spec.get("rules")
     if not isinstance(rules, list):
         return
@@ -194,6 +197,19 @@ def _semantic_problems(doc: YamlDocument) -> Iterator[Problem]:
                 yield _at(doc, (*rpath, "when"),
                           f"rule '{rid}' has {count} comparisons; at most "
                           f"{MAX_COMPARISONS_PER_RULE} fit in one rule: split it", key=True)
+
+
+def _fail_closed_problems(doc: YamlDocument, value: object) -> Iterator[Problem]:
+    """A fact that cannot be trusted must stop new positions: a fail-closed action weaker
+    than FAIL_CLOSED_FLOOR would let a NaN become an order after one approval."""
+    if not isinstance(value, str) or value not in ACTION_NAMES:
+        return  # not an action at all: the schema says so
+    if Action(value).severity < FAIL_CLOSED_FLOOR.severity:
+        strong = ", ".join(a for a in ACTION_NAMES
+                           if Action(a).severity >= FAIL_CLOSED_FLOOR.severity)
+        yield _at(doc, ("spec", "fail_closed"),
+                  f"spec.fail_closed: {_show(value)} is too weak: a missing, invalid or stale "
+                  f"fact must at least stop new positions; write one of: {strong}")
 
 
 def _comparisons(cond: object) -> int:
