@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # The main job on the embedded defaults: 1999-2018 replayed through rails, rotation and the
-# paper broker; then the story of one order the rails blocked in October 2008.
+# paper broker; then the story of one order the rails blocked in October 2008. Starting a run
+# activates a policy set, which needs the admin role: the demo writes a local access policy
+# naming the current OS user (.fugger/access.yaml, kept once written) and uses it.
 demo: $(STAMP)
 	$(BIN)/fugger validate policies/
-	$(BIN)/fugger run --policies policies --facts examples/history.jsonl \
+	$(BIN)/fugger access init --out .fugger/access.yaml
+	FUGGER_ACCESS=.fugger/access.yaml $(BIN)/fugger run --policies policies --facts examples/history.jsonl \
 		--portfolio examples/portfolio.yaml --report .fugger/report
 	@echo
 	@echo "Why was an order blocked in October 2008?"

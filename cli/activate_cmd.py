@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import EXIT_USAGE, fail, load_policies, out
+from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.policy.removal import removed
@@ -21,21 +22,25 @@ def activate(
     allow_removal: Annotated[bool, typer.Option(
         "--allow-removal", help="Allow the set to remove policies of the set in force.")] =
     False,
+    access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
     """Record POLICIES as the set in force, with who activated it and why. This is the only
     way to remove a policy (e.g. delete approval.yaml) from the set a running `fugger run`
-    watches: a reload alone never removes one. The run takes the set at its next poll."""
+    watches: a reload alone never removes one. The run takes the set at its next poll.
+    Needs the admin role."""
     if not reason.strip():
         fail("--reason is required: say why this set goes into force", EXIT_USAGE)
     ps = load_policies([policies])
     try:
         with AuditStore(audit) as store:
+            actor = authorised(store, access, "activate", target=ps.hash)
             gone = removed(activation.in_force(store), ps)
             if gone and not allow_removal:
                 names = ", ".join(f"{m} ({m.path})" for m in gone)
                 fail(f"{policies}: activating this set would remove {names}; pass "
                      "--allow-removal to remove on purpose. Nothing was recorded")
-            activation.record_explicit(store, ps, reason=reason.strip(), removed=gone)
+            activation.record_explicit(store, ps, reason=reason.strip(), removed=gone,
+                                       actor=actor.name)
     except AuditError as e:
         fail(str(e))
     versions = ", ".join(f"{p.name} {p.version}" for p in ps.policies)

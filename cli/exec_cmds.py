@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cli.common import Format, fail, load_book_file, load_policies, load_snapshots, out
+from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.execution import approvals
 from engine.execution import state as trading
@@ -59,10 +60,14 @@ def paper_init(
                                                 "default: any.")] = None,
     broker: BrokerOpt = DEFAULT_BROKER,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing account.")] = False,
+    audit: AuditOpt = DEFAULT_PATH,
+    access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
-    """Create the paper account."""
+    """Create the paper account (the admin role; recorded in the audit store)."""
     held = dict(load_book_file(positions).positions) if positions else {}
     tradable = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
+    with _store(audit) as store:
+        authorised(store, access, "init_account", target=broker)
     try:
         Path(broker).parent.mkdir(parents=True, exist_ok=True)
         init_account(broker, cash, held, tradable, overwrite=force)
@@ -127,52 +132,60 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
     out.print(table)
 
 
-def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str) -> None:
-    if not by.strip():
-        fail("--by NAME is required: every approval names the person who took it", 2)
+def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str, access: str) -> None:
     with _store(audit, create=False) as store:
+        actor = authorised(store, access, "approve" if outcome == "approved" else "reject",
+                           by=by, target=item_id)
         try:
-            item = approvals.decide(store, item_id, outcome=outcome, by=by, reason=reason,
-                                    now=utc_now())
+            item = approvals.decide(store, item_id, outcome=outcome, by=actor.name,
+                                    reason=reason, now=utc_now())
         except approvals.ApprovalError as e:
             fail(str(e))
-    out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by {by}"
+    out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by "
+              f"{actor.name}"
               + ("; it is sent by the next cycle if the rails still allow it"
                  if outcome == "approved" else ""))
 
 
 @approvals_app.command("approve")
 def approve(item_id: Annotated[str, typer.Argument(metavar="ID")],
-            by: Annotated[str, typer.Option("--by", help="Who approves.")] = "",
+            by: ByOpt = "",
             reason: Annotated[str, typer.Option(help="Why.")] = "",
-            audit: AuditOpt = DEFAULT_PATH) -> None:
-    """Approve a waiting order. It is still checked against the rails before it is sent."""
-    _decide(item_id, "approved", by, reason, audit)
+            audit: AuditOpt = DEFAULT_PATH,
+            access: AccessOpt = DEFAULT_ACCESS) -> None:
+    """Approve a waiting order (the approver role). It is still checked against the rails
+    before it is sent."""
+    _decide(item_id, "approved", by, reason, audit, access)
 
 
 @approvals_app.command("reject")
 def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
-           by: Annotated[str, typer.Option("--by", help="Who rejects.")] = "",
+           by: ByOpt = "",
            reason: Annotated[str, typer.Option(help="Why.")] = "",
-           audit: AuditOpt = DEFAULT_PATH) -> None:
-    """Reject a waiting order."""
-    _decide(item_id, "rejected", by, reason, audit)
+           audit: AuditOpt = DEFAULT_PATH,
+           access: AccessOpt = DEFAULT_ACCESS) -> None:
+    """Reject a waiting order (the approver role)."""
+    _decide(item_id, "rejected", by, reason, audit, access)
 
 
-def resume(by: Annotated[str, typer.Option("--by", help="Who resumes trading.")] = "",
+def resume(by: ByOpt = "",
            reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "",
-           audit: AuditOpt = DEFAULT_PATH) -> None:
-    """Lift a latched halt. Refused while a halting rule still fires in the latest decisions."""
+           audit: AuditOpt = DEFAULT_PATH,
+           access: AccessOpt = DEFAULT_ACCESS) -> None:
+    """Lift a latched halt (the risk role, with a reason). Refused while a halting rule
+    still fires in the latest decisions."""
     with _store(audit, create=False) as store:
+        actor = authorised(store, access, "resume", by=by, target="book")
         current = trading.load(store)
         verdicts = trading.latest_verdicts(store)
         try:
-            view = trading.resume(current, verdicts, by=by, reason=reason,
+            view = trading.resume(current, verdicts, by=actor.name, reason=reason,
                                   ts=format_utc(utc_now()))
         except trading.ResumeRefused as e:
             fail(f"resume refused: {e}")
-        trading.record(store, view, current, extra={"run_id": None, "by": by})
-    out.print(f"trading resumed by {by}: {reason}")
+        trading.record(store, view, current, extra={"run_id": None, "by": actor.name,
+                                                    "via": actor.via})
+    out.print(f"trading resumed by {actor.name}: {reason}")
 
 
 def step(
@@ -182,9 +195,11 @@ def step(
     audit: AuditOpt = DEFAULT_PATH,
     broker: BrokerOpt = DEFAULT_BROKER,
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
-    """One cycle: decide, plan from the broker's book, gate, queue, send. Prints each order
-    with its status and the rule behind it."""
+    """One cycle: decide, plan from the broker's book, gate, queue, send (the trader role;
+    a policy set other than the one in force also needs admin). Prints each order with its
+    status and the rule behind it."""
     # Imported here: the cycle needs pandas, which other commands should not pay for.
     from engine.cycle import CompiledSet, run_cycle
 
@@ -196,7 +211,11 @@ def step(
     except ValueError as e:
         fail(str(e))
     with _store(audit) as store:
-        store.record_activation(ps)
+        actor = authorised(store, access, "trade")
+        live = store.active("live")
+        if live is None or live.ref != ps.hash:
+            authorised(store, access, "activate", target=ps.hash)
+            store.record_activation(ps, actor=actor.name, scope="live")
         settled = reconcile(store, paper)
         try:
             result = run_cycle(compiled, store, paper, snaps,

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from cli import (
+    access_cmds,
     activate_cmd,
     audit_cmds,
     exec_cmds,
@@ -15,6 +16,7 @@ from cli import (
     policy_cmds,
     rotate_cmd,
     run_cmd,
+    token_cmds,
     tooling_cmds,
 )
 
@@ -42,6 +44,8 @@ app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)
 app.add_typer(exec_cmds.paper_app, name="paper")
 app.add_typer(exec_cmds.approvals_app, name="approvals")
+app.add_typer(access_cmds.app, name="access")
+app.add_typer(token_cmds.app, name="token")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from cli.common import Format, err, fail, load_book_file, load_policies, load_snapshots, out
+from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 
@@ -66,9 +67,11 @@ def run(
     commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
     fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
     Format.text,
+    access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
     """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
-    monitor and record; then print the summary (and write the report)."""
+    monitor and record; then print the summary (and write the report). Starting a run
+    activates its policy set: the admin role."""
     # Imported here: the replay needs pandas and the sinks, which other commands should not
     # pay for at start-up.
     from engine.cycle import CompiledSet
@@ -95,16 +98,17 @@ def run(
             sink_list = load_sinks(sinks)
         except SinkConfigError as e:
             fail(str(e))
-    config = ReplayConfig(
-        facts_file=facts, portfolio_file=portfolio,
-        approval=ApprovalRule(frozenset(r.strip() for r in approve_rules.split(",")
-                                        if r.strip())),
-        resume=ResumeRule(None if resume_after < 0 else resume_after),
-        slippage_bps=slippage_bps, commission_per_share=commission)
     try:
         store = AuditStore(audit)
     except AuditError as e:
         fail(str(e))
+    actor = authorised(store, access, "activate", target=ps.hash)
+    config = ReplayConfig(
+        facts_file=facts, portfolio_file=portfolio, started_by=actor.name,
+        approval=ApprovalRule(frozenset(r.strip() for r in approve_rules.split(",")
+                                        if r.strip())),
+        resume=ResumeRule(None if resume_after < 0 else resume_after),
+        slippage_bps=slippage_bps, commission_per_share=commission)
     events: list[WatchEvent] = []
     # A reload that would remove a policy waits for an explicit `fugger activate` of that
     # very set, recorded in this store.

@@ -7,7 +7,6 @@ stated in the run's first record and in its summary; the same inputs give the sa
 
 from __future__ import annotations
 
-import getpass
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from engine.access.model import run_service
 from engine.actions import Action
 from engine.audit.store import AuditStore
 from engine.cycle import CompiledSet, CycleResult, run_cycle
@@ -71,6 +71,8 @@ class ReplayConfig:
     portfolio_file: str
     approval: ApprovalRule
     resume: ResumeRule
+    #: The authenticated person who started the run and activated its first policy set.
+    started_by: str
     slippage_bps: float = 0.0
     commission_per_share: float = 0.0
     broker_path: str | None = None
@@ -126,7 +128,8 @@ class Replay:
             progress: Callable[[ReplayProgress], None] | None = None) -> str:
         days = days_of(snapshots)
         symbols = sorted({str(s.get("symbol")) for s in snapshots})
-        self.store.record_activation(self.policy_set, actor=_actor())
+        self.store.record_activation(self.policy_set, actor=self.config.started_by,
+                                     scope="run", run_id=self.run_id)
         self.store.append("run_started", self.run_id, {
             "run_id": self.run_id, "started_at": format_utc(utc_now()),
             "policies": self.policy_set.versions(), "policy_hash": self.policy_set.hash,
@@ -134,7 +137,7 @@ class Replay:
             "approval_rule": self.config.approval.describe(),
             "resume_rule": self.config.resume.describe(), "symbols": symbols,
             "initial_cash": self.book.cash, "initial_positions": dict(self.book.positions),
-            "started_by": _actor(), "summary": f"replay of {len(days)} days"})
+            "started_by": self.config.started_by, "summary": f"replay of {len(days)} days"})
         reconcile(self.store, self.broker)
         tick = ReplayProgress(days=len(days))
         try:
@@ -174,7 +177,9 @@ class Replay:
             old = self.compiled
             self.compiled = fresh
             self.policy_set = fresh.policy_set
-            self.store.record_activation(fresh.policy_set, actor=_actor())
+            # Nobody is at the keyboard: the reload is the run's own service account's.
+            self.store.record_activation(fresh.policy_set, actor=run_service(self.run_id),
+                                         scope="run", run_id=self.run_id)
             old.close()
 
     def _broker_error(self, ts: str) -> Callable[[str, str], None]:
@@ -265,9 +270,3 @@ def _plain(v: object) -> object:
         return v.get("value")
     return v
 
-
-def _actor() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import pytest
 
+from engine.access.identity import os_user
 from engine.audit.store import AuditStore
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set
@@ -66,6 +67,40 @@ spec:
       when: {fact: order_notional, op: ">", value: 250000}
       action: require_approval
 """
+
+
+#: The people of the tests' access policy besides the OS user's own person (`me`, who holds
+#: every role): they act only through API tokens. ann and bob approve, rita resumes.
+ACCESS_PEOPLE: dict[str, tuple[str, ...]] = {
+    "ann": ("approver",), "bob": ("approver",), "rita": ("risk",), "tim": ("trader",),
+    **{f"approver-{i}": ("approver",) for i in range(1, 9)},
+}
+
+
+def access_text(me_roles: Sequence[str] = ("trader", "approver", "risk", "admin"),
+                people: Mapping[str, Sequence[str]] | None = None) -> str:
+    """An access policy naming the OS user running the tests as `me` with `me_roles`."""
+    lines = ["apiVersion: fuggerbot/v1", "kind: AccessPolicy",
+             "metadata: {name: test-access, version: 1.0.0}", "spec:", "  roles:",
+             "    trader: [trade]", "    approver: [approve, reject]",
+             "    risk: [resume, kill, reenable]",
+             "    admin: [activate, rollback, init_account, manage_tokens]", "  people:",
+             f"    - {{name: me, os_user: {os_user()}, roles: [{', '.join(me_roles)}]}}"]
+    for name, roles in (ACCESS_PEOPLE if people is None else people).items():
+        lines.append(f"    - {{name: {name}, roles: [{', '.join(roles)}]}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def access_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every `fugger` the tests run reads this access policy (FUGGER_ACCESS), unless a test
+    names another with --access."""
+    path = tmp_path_factory.mktemp("access") / "access.yaml"
+    path.write_text(access_text(), encoding="utf-8")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FUGGER_ACCESS", str(path))
+    yield path
+    patch.undo()
 
 
 def write_frozen_policies(dest: Path) -> Path:

@@ -115,19 +115,20 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     item = first["BBB"]["client_id"]
 
     # The queue outlives the process that filled it.
-    listed, nameless = _many(home, ["approvals", "list", "--format", "json"],
-                             ["approvals", "approve", item])
+    listed, posing = _many(home, ["approvals", "list", "--format", "json"],
+                           ["approvals", "approve", item, "--by", "ann"])
     assert listed.returncode == 0, listed.stderr
     queue = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(q["item_id"], q["symbol"], q["shares"], q["rule"], q["outcome"]) for q in queue] \
         == [(item, "BBB", first["BBB"]["shares"], "new-symbol-approval", None)]
-    assert nameless.returncode != 0 and "--by" in nameless.stderr
+    # --by names who acts; it cannot choose someone else.
+    assert posing.returncode == 1 and "authenticated as me" in posing.stderr
 
-    approved = fugger(home, "approvals", "approve", item, "--by", "ann")
+    approved = fugger(home, "approvals", "approve", item)
     assert approved.returncode == 0, approved.stderr
-    twice = fugger(home, "approvals", "approve", item, "--by", "bob")
+    twice = fugger(home, "approvals", "approve", item)
     assert twice.returncode != 0
-    assert "already approved by ann" in twice.stderr
+    assert "already approved by me" in twice.stderr
 
     second = step(home)
     sent = [o for o in second["orders"] if o["client_id"] == item]
@@ -146,7 +147,7 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     decision_id = bodies[-1]["decision_id"]
     assert "new-symbol-approval" in why.stdout
     assert f"Decision {decision_id}" in why.stdout
-    assert "approved by ann" in why.stdout
+    assert "approved by me" in why.stdout
 
 
 def test_manual_mode_holds_every_order_and_a_rejected_one_is_never_sent(
@@ -160,11 +161,11 @@ def test_manual_mode_holds_every_order_and_a_rejected_one_is_never_sent(
                for o in first.values())
     rejected, approved = first["AAA"]["client_id"], first["BBB"]["client_id"]
 
-    nameless, reject, approve = _many(
-        home, ["approvals", "reject", rejected],
-        ["approvals", "reject", rejected, "--by", "ann", "--reason", "not today"],
-        ["approvals", "approve", approved, "--by", "ann"])
-    assert nameless.returncode != 0 and "--by" in nameless.stderr
+    posing, reject, approve = _many(
+        home, ["approvals", "reject", rejected, "--by", "fuggerbot"],
+        ["approvals", "reject", rejected, "--by", "me", "--reason", "not today"],
+        ["approvals", "approve", approved])
+    assert posing.returncode == 1 and "authenticated as me" in posing.stderr
     assert reject.returncode == 0, reject.stderr
     assert approve.returncode == 0, approve.stderr
 
@@ -197,13 +198,13 @@ def test_a_halt_latches_and_only_a_named_resume_with_a_reason_lifts_it(
     assert halted["trading_state"]["rule"] == "drift-spike-halt"
     assert halted["orders"] and all(o["status"] == "denied" for o in halted["orders"])
 
-    nobody, no_reason, still = _many(
-        home, ["resume", "--reason", "drift is back"], ["resume", "--by", "ann"],
-        ["resume", "--by", "ann", "--reason", "drift is back"])
-    for proc in (nobody, no_reason, still):
+    posing, no_reason, still = _many(
+        home, ["resume", "--by", "rita", "--reason", "drift is back"], ["resume"],
+        ["resume", "--reason", "drift is back"])
+    assert posing.returncode == 1 and "authenticated as me" in posing.stderr
+    for proc in (no_reason, still):
         assert proc.returncode != 0
         assert "resume refused" in proc.stderr
-    assert "--by" in nobody.stderr
     assert "--reason" in no_reason.stderr
     assert "still fires" in still.stderr and "drift-spike-halt" in still.stderr
 
@@ -215,12 +216,12 @@ def test_a_halt_latches_and_only_a_named_resume_with_a_reason_lifts_it(
                                   for o in calm["orders"])
     assert PaperBroker(home / PAPER).account_summary().orders == ()
 
-    resumed = fugger(home, "resume", "--by", "ann", "--reason", "drift is back under 0.8")
+    resumed = fugger(home, "resume", "--reason", "drift is back under 0.8")
     assert resumed.returncode == 0, resumed.stderr
-    assert "ann" in resumed.stdout
+    assert "resumed by me" in resumed.stdout
 
     with AuditStore(home / AUDIT) as store:
         assert trading.load(store).state is trading.TradingState.ACTIVE
         changes = [(r.body["previous"], r.body["state"], r.body.get("by"))
                    for r in store.iter_records(trading.KIND)]
-    assert changes == [("ACTIVE", "HALTED", None), ("HALTED", "ACTIVE", "ann")]
+    assert changes == [("ACTIVE", "HALTED", None), ("HALTED", "ACTIVE", "me")]

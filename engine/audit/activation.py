@@ -29,7 +29,8 @@ def record_explicit(store: AuditStore, policy_set: PolicySet, *, reason: str,
                     removed: Sequence[Member], actor: str | None = None) -> Record:
     """Record `policy_set` as put in force on purpose, naming the policies it removes."""
     body = activation_body(policy_set, actor)
-    body.update({"explicit": True, "reason": reason,
+    # The set the live book trades under from now on (`fugger step` reads it as such).
+    body.update({"explicit": True, "reason": reason, "scope": "live", "run_id": None,
                  "removed": [{"kind": m.kind, "name": m.name, "path": m.path}
                              for m in removed]})
     return store.append(KIND, policy_set.hash, body)

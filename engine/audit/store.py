@@ -175,14 +175,30 @@ class AuditStore:
             raise AuditError(f"{self.path}: could not record: {e}") from e
         return out
 
-    def record_activation(self, policy_set: PolicySet, *, actor: str | None = None) -> str:
-        """Record that `policy_set` is in force, with its full text, unless the latest
-        activation in the store is the same set. Returns the set's hash."""
-        latest = self.latest("policy_activation")
+    def record_activation(self, policy_set: PolicySet, *, actor: str | None = None,
+                          scope: str = "evaluation", run_id: str | None = None) -> str:
+        """Record that `policy_set` is in force, with its full text, unless it already is.
+        `scope`: "live" (what the live book trades under; changing it is authorised),
+        "run" (a replay's, with its `run_id`) or "evaluation" (decisions only). Returns the
+        set's hash."""
+        if scope not in ("live", "run", "evaluation"):
+            raise ValueError(f"unknown activation scope {scope!r}")
+        latest = (self.latest("policy_activation") if scope == "evaluation"
+                  else self.active(scope, run_id))
         if latest is not None and latest.ref == policy_set.hash:
             return policy_set.hash
-        self.append("policy_activation", policy_set.hash, activation_body(policy_set, actor))
+        self.append("policy_activation", policy_set.hash,
+                    {**activation_body(policy_set, actor), "scope": scope, "run_id": run_id})
         return policy_set.hash
+
+    def active(self, scope: str = "live", run_id: str | None = None) -> Record | None:
+        """The latest activation of `scope` (and run): for "live", the set the live book
+        trades under. An activation recorded without a scope counts for none."""
+        for r in self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                            "WHERE kind = 'policy_activation' ORDER BY seq DESC"):
+            if r.body.get("scope") == scope and r.body.get("run_id") == run_id:
+                return r
+        return None
 
     # --- reading ------------------------------------------------------------------------
 

@@ -297,6 +297,17 @@ class AlertEngine:
                 ),
             )
 
+    def on_access_refused(self, ts: str | datetime, who: str, action: str, reason: str,
+                          target: str | None = None) -> Alert:
+        """Someone tried an action they may not take: every attempt is its own alert."""
+        text = str(reason)[:_MAX_ERROR_CHARS]
+        with self._lock:
+            return self._emit(_moment(ts), Severity.CRITICAL, "access",
+                              f"access:{who}:{action}:{target or '-'}", "Action refused",
+                              f"{who} may not {action}" + (f" {target}" if target else "")
+                              + f": {text}",
+                              {"who": who, "action": action, "target": target, "reason": text})
+
     def on_sink_failure(self, failure: SinkFailure) -> None:
         """Record that a sink did not deliver an alert. Never raises and never alerts: an alert
         about a failing sink could only fail the same way."""

@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from jsonschema.exceptions import ValidationError
 
+from engine.access.checks import access_problems
 from engine.actions import ACTION_NAMES, FAIL_CLOSED_FLOOR, Action
 from engine.catalogue import CATALOGUE, FactSpec, nearest, range_hint
 from engine.policy.model import (
@@ -40,6 +41,7 @@ DEFAULT_FAIL_CLOSED = {
     "SafetyPolicy": "halt",
     "RotationPolicy": "hold",
     "ApprovalPolicy": "require_approval",
+    "AccessPolicy": "deny",
 }
 
 _PATTERN_MESSAGES = {
@@ -168,6 +170,9 @@ def _condition_branch(instance: object) -> int | None:
 
 
 def _semantic_problems(doc: YamlDocument) -> Iterator[Problem]:
+    if doc.data.get("kind") == "AccessPolicy":
+        yield from access_problems(doc)
+        return
     spec = doc.data.get("spec")
     if not isinstance(spec, Mapping):
         return
@@ -331,7 +336,7 @@ def _build(doc: YamlDocument) -> Policy:
             pos=position_of(data, ("spec", "rules", i), doc.path),
             policy=name,
         )
-        for i, r in enumerate(spec["rules"])
+        for i, r in enumerate(spec.get("rules", ()))
     )
     age = spec.get("max_fact_age")
     return Policy(
