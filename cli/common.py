@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import sys
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from engine.clock import Clock, named
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
@@ -29,6 +30,21 @@ EXIT_USAGE = 2
 class Format(enum.StrEnum):
     text = "text"
     json = "json"
+
+
+class ClockName(enum.StrEnum):
+    wall = "wall"
+    snapshot = "snapshot"
+
+
+ClockOpt = Annotated[ClockName, typer.Option(
+    "--clock", help="wall: facts are aged against this machine's time and a snapshot dated "
+                    "in the future is invalid (live use); snapshot: against each snapshot's "
+                    "own ts (replaying history).")]
+
+
+def clock_of(name: ClockName) -> Clock:
+    return named(name.value)
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, load_book_file, load_policies, load_snapshots, out
+from cli.common import (
+    ClockName,
+    ClockOpt,
+    Format,
+    clock_of,
+    fail,
+    load_book_file,
+    load_policies,
+    load_snapshots,
+    out,
+)
 from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.clock import wall_now
 from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperAccountError, PaperBroker, init_account
-from engine.timeutil import format_utc, utc_now
+from engine.timeutil import format_utc
 
 if TYPE_CHECKING:
     from engine.cycle import CycleResult
@@ -113,7 +125,7 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
                    fmt: Annotated[Format, typer.Option("--format")] = Format.text) -> None:
     """Orders waiting for approval (expired ones are rejected first, and recorded)."""
     with _store(audit, create=False) as store:
-        approvals.expire_due(store, utc_now())
+        approvals.expire_due(store, wall_now())
         queue = approvals.ApprovalQueue(store)
         items = queue.items() if all_items else queue.pending()
     if fmt is Format.json:
@@ -138,7 +150,7 @@ def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str, access
                            by=by, target=item_id)
         try:
             item = approvals.decide(store, item_id, outcome=outcome, by=actor.name,
-                                    reason=reason, now=utc_now())
+                                    reason=reason, now=wall_now())
         except approvals.ApprovalError as e:
             fail(str(e))
     out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by "
@@ -180,7 +192,7 @@ def resume(by: ByOpt = "",
         verdicts = trading.latest_verdicts(store)
         try:
             view = trading.resume(current, verdicts, by=actor.name, reason=reason,
-                                  ts=format_utc(utc_now()))
+                                  ts=format_utc(wall_now()))
         except trading.ResumeRefused as e:
             fail(f"resume refused: {e}")
         trading.record(store, view, current, extra={"run_id": None, "by": actor.name,
@@ -196,10 +208,12 @@ def step(
     broker: BrokerOpt = DEFAULT_BROKER,
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
+    clock: ClockOpt = ClockName.wall,
 ) -> None:
     """One cycle: decide, plan from the broker's book, gate, queue, send (the trader role;
     a policy set other than the one in force also needs admin). Prints each order with its
-    status and the rule behind it."""
+    status and the rule behind it. On the wall clock (the default) a snapshot older than the
+    policy's max_fact_age, or dated ahead of now, decides the fail-closed action."""
     # Imported here: the cycle needs pandas, which other commands should not pay for.
     from engine.cycle import CompiledSet, run_cycle
 
@@ -219,7 +233,8 @@ def step(
         settled = reconcile(store, paper)
         try:
             result = run_cycle(compiled, store, paper, snaps,
-                               on_broker_error=_broker_alert(store, snaps))
+                               on_broker_error=_broker_alert(store, snaps),
+                               clock=clock_of(clock))
         except ValueError as e:
             fail(str(e))
     _print_cycle(result, settled, fmt)
@@ -228,7 +243,7 @@ def step(
 def _broker_alert(store: AuditStore, snaps: list[Any]) -> Any:
     """A broker failure after every retry is an alert of the live system, kept in the store."""
     ts = max((str(s.get("ts")) for s in snaps if isinstance(s, dict) and s.get("ts")),
-             default=format_utc(utc_now()))
+             default=format_utc(wall_now()))
 
     def report(client_id: str, error: str) -> None:
         from engine.monitoring.alerting import AlertEngine
@@ -241,12 +256,15 @@ def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Forma
              "shares": o.order.shares, "price": o.order.price, "status": o.status,
              "rule": o.rule, "reason": o.reason} for o in result.outcomes]
     rot = result.rotation
+    snapshots = Counter(d.symbol for d in result.made if d.symbol is not None)
     doc: dict[str, Any] = {
         "ts": result.ts,
         "trading_state": result.state.to_json(),
         "decisions": {s: {"decision_id": d.decision_id, "action": d.action.value,
-                          "rule": d.rule}
+                          "rule": d.rule, "snapshots": snapshots.get(s, 1)}
                       for s, d in result.decisions.items()},
+        "all_decisions": [{"decision_id": d.decision_id, "symbol": d.symbol,
+                           "action": d.action.value, "rule": d.rule} for d in result.made],
         "rebalance": ({"triggered": rot.trigger.triggered, "rule": rot.trigger.rule,
                        "source": rot.trigger.source, "reason": rot.trigger.reason}
                       if rot else None),
@@ -260,7 +278,9 @@ def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Forma
     out.print(f"cycle {result.ts}: trading {result.state.state.value}"
               + (f" ({result.state.reason})" if result.state.reason else ""))
     for sym, d in doc["decisions"].items():
-        out.print(f"  {sym}: {d['action']}" + (f" by {d['rule']}" if d["rule"] else ""))
+        out.print(f"  {sym}: {d['action']}" + (f" by {d['rule']}" if d["rule"] else "")
+                  + (f" (the most restrictive of {d['snapshots']} snapshots)"
+                     if d["snapshots"] > 1 else ""))
     if rot:
         out.print(f"rebalance: {'yes' if rot.trigger.triggered else 'no'}"
                   + (f" ({rot.trigger.rule})" if rot.trigger.rule else "")

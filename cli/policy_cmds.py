@@ -11,7 +11,10 @@ from rich.table import Table
 
 from cli.common import (
     EXIT_INVALID,
+    ClockName,
+    ClockOpt,
     Format,
+    clock_of,
     err,
     fail,
     load_policies,
@@ -22,6 +25,7 @@ from cli.common import (
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
+from engine.ids import new_id
 from engine.policy.loader import discover, load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
@@ -64,12 +68,15 @@ def eval_cmd(
                                             "decision.")] = DEFAULT_PATH,
     fmt: FormatOpt = Format.text,
     input_format: InputFormatOpt = "auto",
+    clock: ClockOpt = ClockName.wall,
 ) -> None:
     """Decide every snapshot under the safety policies and record each decision.
 
     A fact a rule needs that is missing, invalid or stale decides the policy's fail-closed
     action (halt by default) and is named as fact-missing:NAME, fact-invalid:NAME or
-    fact-stale:NAME.
+    fact-stale:NAME. On the wall clock (the default) a snapshot older than max_fact_age
+    against now is fact-stale:ts, one dated ahead of now by more than max_clock_skew is
+    fact-invalid:ts.
     """
     ps = load_policies([policies])
     snaps = read_sourced(facts, input_format)
@@ -81,12 +88,17 @@ def eval_cmd(
         fail(str(e))
     decisions: list[Decision] = []
     pending: list[tuple[str, str, dict[str, object]]] = []
+    # One eval is one cycle of the live system: a resume reads each symbol's verdict in the
+    # latest cycle it appeared in, the most restrictive of its snapshots there.
+    cycle_id = new_id()
+    on = clock_of(clock)
     try:
         for s in snaps:
-            d = evaluator.decide(s.data)
+            d = evaluator.decide(s.data, clock=on)
             decisions.append(d)
             pending.append(("decision", d.decision_id,
-                            {"decision": d.to_json(), "facts": s.data, "source": s.where}))
+                            {"decision": d.to_json(), "facts": s.data, "source": s.where,
+                             "cycle": cycle_id}))
             if len(pending) >= BATCH:
                 store.append_many(pending)
                 pending = []
@@ -130,16 +142,18 @@ def explain(
     facts: FactsOpt = "-",
     fmt: FormatOpt = Format.text,
     input_format: InputFormatOpt = "auto",
+    clock: ClockOpt = ClockName.wall,
 ) -> None:
     """Show, rule by rule, what matched and why not: every comparison with its observed value
-    and threshold. Nothing is recorded."""
+    and threshold, on the clock eval would use. Nothing is recorded."""
     ps = load_policies([policies])
     snaps = read_sourced(facts, input_format)
     evaluator = _evaluator(ps)
     reports = []
+    on = clock_of(clock)
     for s in snaps:
-        d = evaluator.decide(s.data)
-        values = evaluator.checked_values(s.data)
+        d = evaluator.decide(s.data, clock=on)
+        values = evaluator.checked_values(s.data, clock=on)
         rules = []
         for policy in ps.of_kind("SafetyPolicy"):
             fired_ids = {f.rule for f in d.fired}

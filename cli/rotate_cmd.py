@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, load_book_file, load_policies, load_snapshots, out
+from cli.common import (
+    ClockName,
+    ClockOpt,
+    Format,
+    clock_of,
+    fail,
+    load_book_file,
+    load_policies,
+    load_snapshots,
+    out,
+)
 
 if TYPE_CHECKING:
     from engine.portfolio.book import Book
@@ -26,12 +36,14 @@ def rotate(
                                                                 "(shares), as_of.")] =
     "examples/portfolio.yaml",
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    clock: ClockOpt = ClockName.wall,
 ) -> None:
     """Show the target weights, the current weights (cash included), each line's drift, the
     rotation rule that triggered (or why none did), the safety verdict per symbol, and the
     plan: the orders to send and those the rails hold back, with the rule that holds them.
     Nothing is sent or recorded."""
     # Imported here: rotation needs pandas, which other commands should not pay for.
+    from engine.decision import governing
     from engine.evaluator import SafetyEvaluator
     from engine.portfolio.gating import gate_plan
     from engine.rotation import RotationEvaluator
@@ -45,11 +57,9 @@ def rotate(
     except ValueError as e:
         fail(str(e))
     now_ts = max(str(s.get("ts", "")) for s in snaps if isinstance(s, dict))
-    decisions = {}
-    for s in snaps:
-        d = safety.decide(s)
-        if d.symbol:
-            decisions[d.symbol] = d
+    on = clock_of(clock)
+    decisions = {sym: d for sym, d in governing(safety.decide(s, clock=on) for s in snaps).items()
+                 if d.symbol is not None}
     try:
         rot = rotation.rotate(book, snaps, now_ts)
     except ValueError as e:

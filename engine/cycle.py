@@ -1,8 +1,9 @@
 """One cycle of the engine: decide, latch, rotate, gate, queue, send, and record it all.
 
-`fugger step` runs one cycle; `fugger run` runs one per day of a replay. The cycle clock is the
-snapshots' `ts`: freshness, approval time-to-live and the latch all read it, so a replay of
-history behaves as the live system would have.
+`fugger step` runs one cycle on the wall clock; `fugger run` runs one per day of a replay on the
+snapshot clock, where the cycle's now is its newest snapshot's `ts`, so a replay of history
+behaves as the live system would have (see engine/clock). Freshness, approval time-to-live and
+the latch all read the cycle's now.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 
 from engine.actions import Action
 from engine.audit.store import AuditStore
-from engine.decision import Decision
+from engine.clock import SNAPSHOT, Clock
+from engine.decision import Decision, governing
 from engine.evaluator import SafetyEvaluator
 from engine.execution import approvals
 from engine.execution import state as trading
@@ -23,10 +25,11 @@ from engine.execution.approvals import ApprovalItem
 from engine.execution.broker import Broker
 from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id
+from engine.ids import new_id
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
 from engine.rotation import Rotation, RotationEvaluator, snapshot_prices
-from engine.timeutil import format_utc, parse_utc
+from engine.timeutil import format_utc
 
 REBALANCE = "rebalance"
 
@@ -54,6 +57,7 @@ class CompiledSet:
 @dataclass(frozen=True)
 class CycleResult:
     ts: str
+    #: The decision governing each symbol (see `governing`); every one made is in `made`.
     decisions: Mapping[str, Decision]
     state: trading.StateView
     previous_state: trading.StateView
@@ -62,6 +66,8 @@ class CycleResult:
     outcomes: tuple[OrderOutcome, ...]
     expired: tuple[ApprovalItem, ...]
     writes: Deferred | None = None
+    made: tuple[Decision, ...] = ()
+    cycle_id: str = ""
 
     def counts(self) -> dict[str, int]:
         out = {"sent": 0, "filled": 0, "denied": 0, "pending": 0, "held": 0, "expired": 0,
@@ -92,46 +98,37 @@ class Deferred:
             self.items = []
 
 
-def cycle_time(snapshots: Sequence[Mapping[str, Any]]) -> datetime:
-    times = []
-    for s in snapshots:
-        try:
-            times.append(parse_utc(s.get("ts")))
-        except ValueError:
-            continue
-    if not times:
-        raise ValueError("no snapshot has a usable ts: the cycle has no clock")
-    return max(times)
-
-
 def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               snapshots: Sequence[Mapping[str, Any]], *, run_id: str | None = None,
               approver: Approver | None = None, approver_name: str = "replay-approver",
               on_broker_error: Callable[[str, str], None] | None = None,
               queue: approvals.ApprovalQueue | None = None,
               flush: bool = True,
-              last_rebalance: str | Any | None = ...) -> CycleResult:
+              last_rebalance: str | Any | None = ...,
+              clock: Clock = SNAPSHOT) -> CycleResult:
     """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
     still be unwritten when it returns, if no order left: the caller appends them with its
     own record through `result.writes`, in one transaction. Before any order reaches the
     gateway they are always committed. `last_rebalance`: when the caller tracks it (a long
-    run), the time of the last rebalance carried out; otherwise it is read from the store."""
-    now = cycle_time(snapshots)
+    run), the time of the last rebalance carried out; otherwise it is read from the store.
+    `clock`: the snapshot clock for replays, the wall clock for a live cycle."""
+    at = clock.for_cycle(snapshots)
+    now = at.now()
     ts = format_utc(now)
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
                       on_broker_error=on_broker_error)
     queue = queue or approvals.ApprovalQueue(store)
     expired = tuple(approvals.expire_due(store, now, run_id, queue))
 
-    decisions: dict[str, Decision] = {}
-    batch: list[tuple[str, str, dict[str, Any]]] = []
-    for s in snapshots:
-        d = compiled.safety.decide(s, decided_at=now)
-        key = d.symbol or f"?{len(decisions)}"
-        decisions[key] = d
-        batch.append(("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
-                                                  "run_id": run_id}))
-    writes = Deferred(store, batch)
+    # Every snapshot is decided and recorded; a symbol with several in one cycle is governed
+    # by the most restrictive of their decisions.
+    cycle_id = new_id()
+    made = [compiled.safety.decide(s, clock=at) for s in snapshots]
+    decisions = governing(made)
+    writes = Deferred(store, [
+        ("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
+                                     "run_id": run_id, "cycle": cycle_id})
+        for d, s in zip(made, snapshots, strict=True)])
     verdicts = {sym: d.verdict for sym, d in decisions.items()}
 
     before = trading.load(store, run_id)
@@ -143,9 +140,10 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
             gateway.cancel_open(now, after.rule or "halt")
 
     outcomes: list[OrderOutcome] = []
+    prices = snapshot_prices(snapshots)  # what an approved order is priced and checked at
     if queue.approved_unsent(run_id):
         writes.flush()  # decisions are durable before any order leaves
-        outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id))
+        outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id, prices))
 
     positions = broker.positions()
     book = Book(cash=broker.cash(), positions=positions, as_of=ts,
@@ -182,7 +180,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
                              reason="declared replay rule", now=now)
             if verdict == "approved":
                 outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id,
-                                               only=queued.item_id))
+                                               prices, only=queued.item_id))
 
     rebalanced = bool(rotation and rotation.trigger.triggered and any(
         o.status in ("filled", "sent") for o in outcomes))
@@ -195,13 +193,15 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     if flush:
         writes.flush()
     return CycleResult(ts, decisions, after, before, rotation, rebalanced, tuple(outcomes),
-                       expired, writes)
+                       expired, writes, tuple(made), cycle_id)
 
 
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
                    decisions: Mapping[str, Decision], view: trading.StateView, now: datetime,
-                   run_id: str | None, only: str | None = None) -> list[OrderOutcome]:
-    """Send approved orders, each checked against this cycle's decision for its symbol."""
+                   run_id: str | None, prices: Mapping[str, float],
+                   only: str | None = None) -> list[OrderOutcome]:
+    """Send approved orders, each checked against this cycle's decision for its symbol and
+    priced at this cycle's price."""
     out = []
     for item in queue.approved_unsent(run_id):
         if only is not None and item.item_id != only:
@@ -210,7 +210,8 @@ def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
         order = OrderIntent(item.symbol, item.side, item.shares, item.price,
                             positions.get(item.symbol, 0))
         out.append(gateway.submit(order, decisions.get(item.symbol), view, cid=item.item_id,
-                                  now=now, approved_item=item.item_id))
+                                  now=now, approved_item=item.item_id,
+                                  market_price=prices.get(item.symbol)))
     return out
 
 

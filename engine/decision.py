@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +70,8 @@ class Decision:
     #: The snapshot as received; its hash is computed when the decision is serialised.
     facts: Mapping[str, Any]
     decided_at: str
+    #: The clock the decision was made on: wall (live) or snapshot (replay).
+    clock: str = "snapshot"
 
     @property
     def facts_hash(self) -> str:
@@ -103,4 +105,19 @@ class Decision:
                            "policies": dict(self.policy_versions)},
             "facts_hash": self.facts_hash,
             "decided_at": self.decided_at,
+            "clock": self.clock,
         }
+
+
+def governing(decisions: Iterable[Decision]) -> dict[str, Decision]:
+    """The decision that governs each symbol of one cycle: the most restrictive of its
+    snapshots' decisions (the first of them at equal restriction). Two snapshots of one symbol
+    in one cycle never let the clear one stand for the halting one. A decision without a
+    symbol governs only itself, under the key `?N`."""
+    out: dict[str, Decision] = {}
+    for n, d in enumerate(decisions):
+        key = d.symbol if d.symbol is not None else f"?{n}"
+        held = out.get(key)
+        if held is None or d.action.severity > held.action.severity:
+            out[key] = d
+    return out

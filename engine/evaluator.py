@@ -5,15 +5,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from engine.actions import Action, most_restrictive
 from engine.catalogue import CATALOGUE
+from engine.clock import DEFAULT_MAX_CLOCK_SKEW, SNAPSHOT, Clock
 from engine.decision import DecidingRule, Decision, FactFinding, FiredRule
-from engine.facts import Finding, Snapshot, parse_snapshot, read_fact
+from engine.facts import Finding, Snapshot, clock_findings, parse_snapshot, read_fact
 from engine.ids import new_id
 from engine.policy.model import Policy, PolicySet, Rule, Scalar
 from engine.rules.durable_backend import CompiledRules, EngineError, RuleSpec
+from engine.timeutil import format_utc
 
 SAFETY = "SafetyPolicy"
 
@@ -58,7 +60,10 @@ class SafetyEvaluator:
     def facts(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(f for c in self._compiled for f in c.facts))
 
-    def decide(self, raw: object, *, decided_at: datetime | None = None) -> Decision:
+    def decide(self, raw: object, *, clock: Clock = SNAPSHOT) -> Decision:
+        """Decide one snapshot. On the wall clock its facts are aged against now; on the
+        snapshot clock (the default, for replays and policy tests), against its own ts."""
+        when = clock.now()
         snapshot = parse_snapshot(raw)
         findings: list[FactFinding] = []
         fired: list[FiredRule] = []
@@ -66,7 +71,12 @@ class SafetyEvaluator:
         for f in snapshot.findings:
             findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
         for c in self._compiled:
-            values, problems = _read_values(c, snapshot)
+            if clock.wall:
+                findings.extend(_finding(p, c.policy, c.fail_closed, tuple(c.by_id))
+                                for p in clock_findings(
+                                    snapshot, when, c.policy.max_fact_age,
+                                    c.policy.max_clock_skew or DEFAULT_MAX_CLOCK_SKEW))
+            values, problems = _read_values(c, snapshot, when if clock.wall else None)
             findings.extend(_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
                             for p in problems)
             try:
@@ -85,7 +95,6 @@ class SafetyEvaluator:
                         observed={k: values[k] for k in rule.facts if k in values}))
         action = most_restrictive([*(f.action for f in fired), *(f.action for f in findings)])
         deciding = self._deciding(action, fired, findings)
-        when = decided_at or datetime.now(UTC)
         return Decision(
             decision_id=new_id(int(when.timestamp() * 1000)),
             ts=snapshot.ts_text,
@@ -97,13 +106,16 @@ class SafetyEvaluator:
             policy_set_hash=self.hash,
             policy_versions=self.versions,
             facts=snapshot.raw,
-            decided_at=when.isoformat().replace("+00:00", "Z"),
+            decided_at=format_utc(when),
+            clock=clock.kind.value,
         )
 
-    def checked_values(self, raw: object) -> dict[str, dict[str, Scalar]]:
+    def checked_values(self, raw: object, *, clock: Clock = SNAPSHOT,
+                       ) -> dict[str, dict[str, Scalar]]:
         """Per safety policy, the fact values that passed every check (for explanations)."""
         snapshot = parse_snapshot(raw)
-        return {c.policy.name: _read_values(c, snapshot)[0] for c in self._compiled}
+        now = clock.now() if clock.wall else None
+        return {c.policy.name: _read_values(c, snapshot, now)[0] for c in self._compiled}
 
     def _deciding(self, action: Action, fired: list[FiredRule],
                   findings: list[FactFinding]) -> DecidingRule | None:
@@ -128,9 +140,10 @@ class SafetyEvaluator:
             c.rules.close()
 
 
-def _read_values(c: _Compiled, snapshot: Snapshot) -> tuple[dict[str, Scalar], list[Finding]]:
+def _read_values(c: _Compiled, snapshot: Snapshot, now: datetime | None = None,
+                 ) -> tuple[dict[str, Scalar], list[Finding]]:
     """The checked values of every fact a policy's rules read, and the findings of those that
-    cannot be used."""
+    cannot be used; dated facts are aged against `now` (None: the snapshot's ts)."""
     values: dict[str, Scalar] = {}
     problems: list[Finding] = []
     raw = snapshot.raw
@@ -142,7 +155,7 @@ def _read_values(c: _Compiled, snapshot: Snapshot) -> tuple[dict[str, Scalar], l
         if bounds is not None and type(plain) is float and bounds[0] <= plain <= bounds[1]:
             values[name] = plain
             continue
-        value, problem = read_fact(snapshot, name, c.policy.max_fact_age)
+        value, problem = read_fact(snapshot, name, c.policy.max_fact_age, now)
         if problem is not None:
             problems.append(problem)
         elif value is not None:

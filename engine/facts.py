@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from engine.catalogue import CATALOGUE, FactSpec
 from engine.policy.model import Scalar
-from engine.timeutil import TimestampError, parse_utc
+from engine.timeutil import TimestampError, format_utc, parse_utc
 
 Problem = Literal["missing", "invalid", "stale"]
 
@@ -84,9 +84,28 @@ def parse_snapshot(raw: object) -> Snapshot:
                     symbol if isinstance(symbol, str) else None, tuple(findings))
 
 
-def read_fact(snapshot: Snapshot, name: str,
-              max_age: timedelta | None) -> tuple[Scalar | None, Finding | None]:
-    """The checked value of fact `name`, or the finding that stops it being used."""
+def clock_findings(snapshot: Snapshot, now: datetime, max_age: timedelta | None,
+                   max_skew: timedelta) -> list[Finding]:
+    """On the wall clock: a snapshot dated ahead of `now` by more than `max_skew` cannot be
+    true, and one older than `max_age` against `now` is stale, whatever its facts say."""
+    if snapshot.ts is None:
+        return []  # the envelope finding already names the unusable ts
+    if snapshot.ts - now > max_skew:
+        return [Finding("ts", "invalid", f"ts {snapshot.ts_text} is {_age(snapshot.ts - now)} "
+                                         f"ahead of the clock ({format_utc(now)}); the policy "
+                                         f"allows {_age(max_skew)} of clock skew")]
+    if max_age is not None and now - snapshot.ts > max_age:
+        return [Finding("ts", "stale", f"the snapshot (ts {snapshot.ts_text}) is "
+                                       f"{_age(now - snapshot.ts)} old at {format_utc(now)}; "
+                                       f"the policy allows {_age(max_age)}")]
+    return []
+
+
+def read_fact(snapshot: Snapshot, name: str, max_age: timedelta | None,
+              now: datetime | None = None) -> tuple[Scalar | None, Finding | None]:
+    """The checked value of fact `name`, or the finding that stops it being used. A dated
+    fact's age is measured against `now` (the wall clock's), or against the snapshot's own
+    `ts` when `now` is None (the snapshot clock)."""
     spec = CATALOGUE.get(name)
     if spec is None:  # policies are validated against the catalogue; this is a bug guard
         return None, Finding(name, "invalid", "not a fact of the catalogue")
@@ -119,8 +138,9 @@ def read_fact(snapshot: Snapshot, name: str,
         if as_of > snapshot.ts:
             return None, Finding(name, "invalid", f"as_of {entry_as_of(snapshot, name)} is "
                                                   f"after the snapshot's ts {snapshot.ts_text}")
-        if max_age is not None and snapshot.ts - as_of > max_age:
-            age = snapshot.ts - as_of
+        reference = snapshot.ts if now is None else now
+        if max_age is not None and reference - as_of > max_age:
+            age = reference - as_of
             return None, Finding(name, "stale", f"{name} is {_age(age)} old; the policy allows "
                                                 f"{_age(max_age)}")
     return _normalise(spec, entry), None
@@ -166,6 +186,8 @@ def _normalise(spec: FactSpec, value: Any) -> Scalar:
 
 def _age(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
+    if seconds < 1:
+        return f"{delta.total_seconds():.3g}s"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"

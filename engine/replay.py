@@ -17,6 +17,7 @@ from typing import Any
 from engine.access.model import run_service
 from engine.actions import Action
 from engine.audit.store import AuditStore
+from engine.clock import SNAPSHOT
 from engine.cycle import CompiledSet, CycleResult, run_cycle
 from engine.execution import approvals
 from engine.execution import state as trading
@@ -123,6 +124,7 @@ class Replay:
         self._last_prices: dict[str, float] = {}
         self._last_rebalance: str | None = book.last_rebalance
         self._last_halt_fire: datetime | None = None
+        self._latest = trading.LatestVerdicts()
 
     def run(self, snapshots: Sequence[Mapping[str, Any]],
             progress: Callable[[ReplayProgress], None] | None = None) -> str:
@@ -146,7 +148,8 @@ class Replay:
                 result = run_cycle(self.compiled, self.store, self.broker, snaps,
                                    run_id=self.run_id, approver=self.config.approval,
                                    on_broker_error=self._broker_error(ts), queue=self.queue,
-                                   flush=False, last_rebalance=self._last_rebalance)
+                                   flush=False, last_rebalance=self._last_rebalance,
+                                   clock=SNAPSHOT)
                 if result.rebalanced:
                     self._last_rebalance = result.ts
                 self._after_cycle(result, snaps)
@@ -194,6 +197,8 @@ class Replay:
         writes = result.writes
         assert writes is not None
         prices = snapshot_prices(snaps)
+        for d in result.made:
+            self._latest.observe(result.cycle_id, d.symbol, d.verdict)
         halting = [d for d in result.decisions.values() if d.action is Action.HALT]
         if halting:
             self._last_halt_fire = now
@@ -201,11 +206,14 @@ class Replay:
         if view.state is trading.TradingState.HALTED and not halting and \
                 self.config.resume.after_days is not None and self._last_halt_fire and \
                 now - self._last_halt_fire >= timedelta(days=self.config.resume.after_days):
-            verdicts = {s: d.verdict for s, d in result.decisions.items()}
-            resumed = trading.resume(view, verdicts, by="replay-operator",
-                                     reason=self.config.resume.describe(), ts=result.ts)
-            writes.add(*trading.change(resumed, view, run_id=self.run_id,
-                                       by="replay-operator"))
+            try:
+                resumed = trading.resume(view, self._latest.verdicts(), by="replay-operator",
+                                         reason=self.config.resume.describe(), ts=result.ts)
+            except trading.ResumeRefused:
+                resumed = view  # a symbol last seen halting still halts: no resume
+            if resumed != view:
+                writes.add(*trading.change(resumed, view, run_id=self.run_id,
+                                           by="replay-operator"))
             view = resumed
         positions = self.broker.positions()
         cash = self.broker.cash()
@@ -256,7 +264,7 @@ class Replay:
         m.set("equity", equity, ts=result.ts)
         m.set("buy_hold_equity", buy_hold, ts=result.ts)
         m.set("cash", cash, ts=result.ts)
-        for d in result.decisions.values():
+        for d in result.made:
             m.inc(f"decisions.{d.action.value}", ts=result.ts)
         for status, n in result.counts().items():
             if n:

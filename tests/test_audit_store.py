@@ -304,7 +304,7 @@ def test_why_explains_a_recorded_decision(safety_dir: Path, tmp_path: Path,
     facts.write_text("".join(json.dumps(f) + "\n" for f in WHY_FACTS))
     db = tmp_path / "audit.db"
     proc = run_cli("eval", "--policies", "policies", "--facts", "facts.jsonl",
-                   "--audit", str(db), "--format", "json", cwd=tmp_path)
+                   "--audit", str(db), "--format", "json", "--clock", "snapshot", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     decisions = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert [d["action"] for d in decisions] == ["flatten", "halt", "halt"]
@@ -324,7 +324,8 @@ def test_why_explains_a_recorded_decision(safety_dir: Path, tmp_path: Path,
 
     # the same policies again: decisions are added, the activation is not recorded twice
     again = run_cli("eval", "--policies", "policies", "--facts", "facts.jsonl",
-                    "--audit", str(db), "--format", "json", cwd=tmp_path)
+                    "--audit", str(db), "--format", "json", "--clock", "snapshot",
+                    cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     with AuditStore(db, create=False) as store:
         assert store.count("policy_activation") == 1

@@ -44,8 +44,9 @@ def decisions_in(db: Path) -> list[dict[str, Any]]:
 
 def eval_json(run_cli: RunCli, cwd: Path, facts: str, *extra: str,
               stdin: str | None = None) -> tuple[int, list[dict[str, Any]], str]:
-    proc = run_cli("eval", "--policies", "policies", "--facts", facts,
-                   "--audit", "audit.db", "--format", "json", *extra, cwd=cwd, stdin=stdin)
+    # The snapshots here are fixed in March 2025: they are decided on their own clock.
+    proc = run_cli("eval", "--policies", "policies", "--facts", facts, "--audit", "audit.db",
+                   "--format", "json", "--clock", "snapshot", *extra, cwd=cwd, stdin=stdin)
     docs = json_lines(proc.stdout) if proc.returncode == 0 else []
     return proc.returncode, docs, proc.stderr
 
@@ -154,7 +155,7 @@ def test_eval_stdin_csv_with_input_format(safety_dir: Path, tmp_path: Path,
 def test_eval_text_output(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
     (tmp_path / "facts.jsonl").write_text(json.dumps(SNAPSHOTS[1]) + "\n")
     proc = run_cli("eval", "--policies", "policies", "--facts", "facts.jsonl", "--audit",
-                   "audit.db", cwd=tmp_path, env={"COLUMNS": "240"})
+                   "audit.db", "--clock", "snapshot", cwd=tmp_path, env={"COLUMNS": "240"})
     assert proc.returncode == 0, proc.stderr
     assert "1 decision(s), recorded in audit.db" in proc.stdout
     assert "halt" in proc.stdout
@@ -261,7 +262,8 @@ def test_help(tmp_path: Path) -> None:
 def test_explain_shows_every_rule(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
     snap = {**CALM, "volatility": 0.42, "frs": 0.39}
     (tmp_path / "facts.jsonl").write_text(json.dumps(snap) + "\n")
-    proc = run_cli("explain", "--policies", "policies", "--facts", "facts.jsonl", cwd=tmp_path)
+    proc = run_cli("explain", "--policies", "policies", "--facts", "facts.jsonl",
+                   "--clock", "snapshot", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = [ln.strip() for ln in proc.stdout.splitlines()]
     assert lines[0].startswith(f"SP500 {TS}: flatten by high-volatility-flatten")
@@ -287,7 +289,7 @@ def test_explain_json_and_unknown_facts(safety_dir: Path, tmp_path: Path,
                                         run_cli: RunCli) -> None:
     snap = {k: v for k, v in CALM.items() if k != "coherence"}
     proc = run_cli("explain", "--policies", "policies", "--facts", "-", "--format", "json",
-                   cwd=tmp_path, stdin=json.dumps(snap) + "\n")
+                   "--clock", "snapshot", cwd=tmp_path, stdin=json.dumps(snap) + "\n")
     assert proc.returncode == 0, proc.stderr
     (report,) = [json.loads(ln) for ln in proc.stdout.splitlines()]
     validator("decision").validate(report["decision"])

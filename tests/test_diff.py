@@ -154,7 +154,7 @@ def test_replay_from_an_audit_store_written_by_eval(tmp_path: Path, run_cli: Run
     facts = write_jsonl(tmp_path / "facts.jsonl")
     db = tmp_path / "audit.db"
     ev = run_cli("eval", "--policies", str(old), "--facts", str(facts), "--audit", str(db),
-                 "--format", "json")
+                 "--format", "json", "--clock", "snapshot")
     assert ev.returncode == 0, ev.stderr
     proc = run_cli("diff", str(old), str(new), "--audit", str(db), "--format", "json")
     assert proc.returncode == 0, proc.stderr

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from engine.actions import Action
 from engine.audit.store import AuditStore
+from engine.clock import Clock, ClockKind
 from engine.cycle import CompiledSet, run_cycle
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
@@ -36,6 +37,8 @@ from engine.timeutil import format_utc
 POLICIES = REPO_ROOT / "policies"
 MODES = ("autonomous", "semi_autonomous", "manual")
 NOW = datetime(2025, 3, 3, 15, 0, tzinfo=UTC)
+#: Decisions made at NOW on the snapshot clock, as a replay of that moment would.
+AT_NOW = Clock(ClockKind.SNAPSHOT, NOW)
 SYMBOL = "AAA"
 
 # Which fact, set to which value, makes the default safety policy take each action.
@@ -82,7 +85,7 @@ def evaluators() -> Iterator[dict[str, ApprovalEvaluator]]:
 def decisions(safety_evaluator: SafetyEvaluator) -> dict[Action, Decision]:
     out = {}
     for action, (facts, rule) in ACTION_FACTS.items():
-        d = safety_evaluator.decide(snapshot(SYMBOL, 100.0, **facts), decided_at=NOW)
+        d = safety_evaluator.decide(snapshot(SYMBOL, 100.0, **facts), clock=AT_NOW)
         assert d.action is action
         assert (d.deciding_rule.rule if d.deciding_rule else None) == rule
         out[action] = d
@@ -189,7 +192,7 @@ def test_a_latched_halt_denies_everything(
 def test_an_order_without_its_symbols_decision_is_denied(
         mode: str, approved: bool, evaluators: dict[str, ApprovalEvaluator],
         safety_evaluator: SafetyEvaluator) -> None:
-    other = safety_evaluator.decide(snapshot("ZZZ", 10.0), decided_at=NOW)
+    other = safety_evaluator.decide(snapshot("ZZZ", 10.0), clock=AT_NOW)
     for side in ("BUY", "SELL"):
         for decision in (None, other):
             result = gate(held_order(side), decision, ACTIVE, evaluators[mode],
@@ -222,10 +225,11 @@ def test_no_argument_skips_the_gate() -> None:
     for fn in (gate, Gateway.submit, Gateway.__init__, run_cycle):
         for name in params(fn):
             assert not any(w in name.lower() for w in BYPASS_WORDS), (fn.__qualname__, name)
-    # The only optional knob of each is the person's approval, which the rails still check.
+    # The only optional knob of each is the person's approval, which the rails still check
+    # (with, for the gateway, the price the approval is held against).
     assert [n for n, p in params(gate).items() if p.default is not p.empty] == ["approved"]
     assert [n for n, p in params(Gateway.submit).items()
-            if p.default is not p.empty] == ["approved_item"]
+            if p.default is not p.empty] == ["approved_item", "market_price"]
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
                                            encoding="utf-8")
         commands.append(["rotate", "--policies", str(POLICIES), "--facts",
                          str(folder / "facts.json"), "--portfolio", str(folder / "book.yaml"),
-                         "--format", "json"])
+                         "--format", "json", "--clock", "snapshot"])
     procs = run_fugger_many(commands)
     return {name: Ran(sc, p) for (name, sc), p in zip(SCENARIOS.items(), procs, strict=True)}
 
@@ -544,7 +544,7 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory,
         facts.write_text(facts_text, encoding="utf-8")
         files.append((book, facts))
         commands.append(["rotate", "--policies", str(POLICIES), "--facts", str(facts),
-                         "--portfolio", str(book), "--format", "json"])
+                         "--portfolio", str(book), "--format", "json", "--clock", "snapshot"])
     procs = run_fugger_many(commands)
     return {name: (b, f, p) for name, (b, f), p in zip(BAD_INPUTS, files, procs, strict=True)}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.audit.store import AuditStore, Record
+from engine.clock import recorded_clock
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import policy_set_from_texts
 from engine.policy.model import PolicySet
@@ -145,7 +146,7 @@ def _replay(policy_set: PolicySet | None, facts: dict[str, Any], d: dict[str, An
         return "Re-evaluation: impossible, the recorded policy text is missing or invalid"
     evaluator = SafetyEvaluator(policy_set)
     try:
-        again = evaluator.decide(facts)
+        again = evaluator.decide(facts, clock=recorded_clock(d))
     finally:
         evaluator.close()
     same = (again.action.value == d.get("action")

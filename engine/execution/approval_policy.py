@@ -10,6 +10,9 @@ from engine.policy.validate import parse_duration
 from engine.rules.compiled_policy import CompiledPolicy
 
 DEFAULT_TTL_SECONDS = 15 * 60
+#: How far (a fraction of the approved price) the price may move between an approval and the
+#: send; beyond it the person approved a different trade.
+DEFAULT_PRICE_TOLERANCE = 0.01
 MODES = ("autonomous", "semi_autonomous", "manual")
 
 
@@ -36,6 +39,9 @@ class ApprovalEvaluator:
         ttl = self.policy.spec.get("ttl") if self.policy else None
         self.ttl_seconds = (parse_duration(str(ttl)).total_seconds() if ttl
                             else DEFAULT_TTL_SECONDS)
+        tolerance = self.policy.spec.get("price_tolerance") if self.policy else None
+        self.price_tolerance = (float(tolerance) if tolerance is not None
+                                else DEFAULT_PRICE_TOLERANCE)
         self._compiled = CompiledPolicy(self.policy) if self.policy else None
 
     def need(self, order_facts: dict[str, Any]) -> ApprovalNeed:

@@ -10,9 +10,10 @@ second order with a client id it has seen.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from engine.execution.broker import Broker, BrokerError, BrokerOrder, OrderReque
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
 from engine.execution.records import ORDER
 from engine.execution.state import StateView
-from engine.timeutil import format_utc
+from engine.timeutil import format_utc, parse_utc
 
 MAX_TRIES = 3
 
@@ -56,19 +57,26 @@ class Gateway:
         self._on_broker_error = on_broker_error
 
     def submit(self, order: OrderIntent, decision: Decision | None, state: StateView, *,
-               cid: str, now: datetime, approved_item: str | None = None) -> OrderOutcome:
-        """The one way an order reaches the broker."""
+               cid: str, now: datetime, approved_item: str | None = None,
+               market_price: float | None = None) -> OrderOutcome:
+        """The one way an order reaches the broker. An approved order (`approved_item`) goes
+        out only while its approval is unexpired at `now` and at `market_price`, this cycle's
+        price, within the approval policy's tolerance of the price approved."""
         if approved_item is not None:
             item = approvals.get(self.store, approved_item)
-            problem = _approval_problem(item, approved_item, cid, order)
-            if problem:
-                denied = GateResult(Verdict.DENIED, "approval-invalid", problem)
-                self._record(cid, order, "denied", denied, decision, now)
-                return OrderOutcome(cid, order, "denied", denied.rule, problem)
-            assert item is not None
+            denial = (_approval_problem(item, approved_item, cid, order)
+                      or _approval_lapsed(item, now, market_price, self.approval.price_tolerance))
+            if denial:
+                denied = GateResult(Verdict.DENIED, *denial)
+                self._record(cid, order, "denied", denied, decision, now,
+                             extra={"market_price": market_price})
+                return OrderOutcome(cid, order, "denied", denied.rule, denied.reason)
+            assert item is not None and market_price is not None
+            order = replace(order, price=market_price)
             self._record(cid, order, "approved",
                          GateResult(Verdict.SEND, item.rule, f"approved by {item.decided_by}"),
-                         decision, now, extra={"approved_by": item.decided_by})
+                         decision, now, extra={"approved_by": item.decided_by,
+                                               "approved_price": item.price})
         result = gate(order, decision, state, self.approval,
                       approved=approved_item is not None)
         if result.verdict is Verdict.DENIED:
@@ -157,17 +165,38 @@ class Gateway:
 
 
 def _approval_problem(item: approvals.ApprovalItem | None, item_id: str, cid: str,
-                      order: OrderIntent) -> str:
-    """Why an approval cannot stand for this order: it must exist, be approved, and be for
-    exactly this order."""
+                      order: OrderIntent) -> tuple[str, str] | None:
+    """Why an approval cannot stand for this order (rule, reason): it must exist, be approved,
+    and be for exactly this order."""
+    invalid = "approval-invalid"
     if item is None:
-        return f"no approval item {item_id!r}"
+        return invalid, f"no approval item {item_id!r}"
     if item.outcome != "approved":
-        return f"item {item_id} is {item.outcome or 'still pending'}, not approved"
+        return invalid, f"item {item_id} is {item.outcome or 'still pending'}, not approved"
     if item.item_id != cid or (item.symbol, item.side, item.shares) != (
             order.symbol, order.side, order.shares):
-        return f"item {item_id} approved a different order"
-    return ""
+        return invalid, f"item {item_id} approved a different order"
+    return None
+
+
+def _approval_lapsed(item: approvals.ApprovalItem | None, now: datetime,
+                     market_price: float | None, tolerance: float) -> tuple[str, str] | None:
+    """Why an approval no longer covers the trade (rule, reason): a person approved that order
+    at that price within its time-to-live, not whatever it has become since."""
+    assert item is not None
+    if parse_utc(item.expires_at) <= now:
+        return ("approval-expired", f"the approval of {item.item_id} expired at "
+                                    f"{item.expires_at}, before the order could be sent")
+    if market_price is None or not math.isfinite(market_price) or market_price <= 0:
+        return ("approval-price-unknown", f"no usable price for {item.symbol} in this cycle: "
+                                          f"the approved price {item.price:g} cannot be "
+                                          "checked")
+    moved = abs(market_price - item.price) / item.price
+    if moved > tolerance:
+        return ("approval-price-moved", f"{item.symbol} is at {market_price:g}, "
+                                        f"{moved:.2%} from the approved {item.price:g}; the "
+                                        f"approval policy allows {tolerance:.2%}")
+    return None
 
 
 def latest_status(store: AuditStore, cid: str) -> str | None:

@@ -69,7 +69,8 @@ class ResumeRefused(Exception):
 
 def resume(current: StateView, verdicts: Mapping[str, tuple[Action, str | None]], *, by: str,
            reason: str, ts: str) -> StateView:
-    """Lift a latched halt. Refused without a name and reason, or while a halting rule fires."""
+    """Lift a latched halt. Refused without a name and reason, or while a halting rule fires
+    in `verdicts` (see LatestVerdicts)."""
     if not by.strip():
         raise ResumeRefused("a resume needs the name of the person taking it (--by)")
     if not reason.strip():
@@ -105,20 +106,53 @@ def record(store: AuditStore, view: StateView, previous: StateView, *,
     return True
 
 
-def latest_verdicts(store: AuditStore, run_id: str | None = None,
-                    ) -> dict[str, tuple[Action, str | None]]:
-    """The verdict of each symbol in the latest recorded cycle (decisions sharing the newest
-    snapshot time) of `run_id` (None: the live system): what a resume is checked against."""
-    verdicts: dict[str, tuple[Action, str | None]] = {}
-    latest_ts: str | None = None
-    for r in store.records("decision", limit=2000):
+Verdict = tuple[Action, str | None]
+
+
+class LatestVerdicts:
+    """What a resume is checked against: for every symbol ever decided, its verdict in the
+    latest cycle it appeared in (the most restrictive of its decisions there), and the
+    verdicts of the last cycle's snapshots that named no symbol.
+
+    A symbol that halted and has not been decided clear since keeps the halt standing, however
+    many cycles of other symbols (or `eval`s of unrelated ones) came after it."""
+
+    def __init__(self) -> None:
+        self._symbols: dict[str, tuple[str, Verdict]] = {}
+        self._unnamed: tuple[str, list[Verdict]] = ("", [])
+        self._last = ""
+
+    def observe(self, cycle: str, symbol: str | None, verdict: Verdict) -> None:
+        """One decision of cycle `cycle`, in the order they were made."""
+        self._last = cycle
+        if symbol is None:
+            if self._unnamed[0] != cycle:
+                self._unnamed = (cycle, [])
+            self._unnamed[1].append(verdict)
+            return
+        held = self._symbols.get(symbol)
+        if held is not None and held[0] == cycle and held[1][0].severity >= verdict[0].severity:
+            return
+        self._symbols[symbol] = (cycle, verdict)
+
+    def verdicts(self) -> dict[str, Verdict]:
+        out = {sym: v for sym, (_, v) in self._symbols.items()}
+        if self._unnamed[0] == self._last:
+            out.update({f"?{n}": v for n, v in enumerate(self._unnamed[1])})
+        return out
+
+
+def latest_verdicts(store: AuditStore, run_id: str | None = None) -> dict[str, Verdict]:
+    """The latest verdicts (see LatestVerdicts) of `run_id` (None: the live system), from every
+    decision it recorded. Decisions recorded before cycles were named count each as a cycle of
+    its own."""
+    latest = LatestVerdicts()
+    for r in store.iter_records("decision"):
         if r.body.get("run_id") != run_id:
             continue
         d = r.body.get("decision", {})
-        ts = d.get("ts")
-        latest_ts = latest_ts or ts
-        if ts != latest_ts:
-            break
+        symbol = d.get("symbol")
         rule = (d.get("deciding_rule") or {}).get("rule")
-        verdicts.setdefault(str(d.get("symbol")), (Action(d["action"]), rule))
-    return verdicts
+        latest.observe(str(r.body.get("cycle") or f"seq:{r.seq}"),
+                       symbol if isinstance(symbol, str) else None, (Action(d["action"]), rule))
+    return latest.verdicts()

@@ -116,6 +116,8 @@ class Policy:
     max_fact_age: timedelta | None
     #: The whole spec as plain data, for the parts a stage reads besides the rules.
     spec: Mapping[str, Any] = field(default_factory=dict)
+    #: How far a snapshot may be dated ahead of the wall clock; None: the engine's default.
+    max_clock_skew: timedelta | None = None
 
     @property
     def hash(self) -> str:

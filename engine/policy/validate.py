@@ -49,6 +49,7 @@ _PATTERN_MESSAGES = {
     "name": "must be lowercase letters, digits and '-', starting with a letter",
     "id": "must be lowercase letters, digits and '-', starting with a letter",
     "max_fact_age": "is not a duration: write a whole number with s, m, h or d, e.g. 15m",
+    "max_clock_skew": "is not a duration: write a whole number with s, m, h or d, e.g. 5s",
     "ttl": "is not a duration: write a whole number with s, m, h or d, e.g. 15m",
 }
 
@@ -339,6 +340,7 @@ def _build(doc: YamlDocument) -> Policy:
         for i, r in enumerate(spec.get("rules", ()))
     )
     age = spec.get("max_fact_age")
+    skew = spec.get("max_clock_skew")
     return Policy(
         kind=kind,
         name=name,
@@ -351,6 +353,7 @@ def _build(doc: YamlDocument) -> Policy:
         fail_closed=str(spec.get("fail_closed", DEFAULT_FAIL_CLOSED[kind])),
         max_fact_age=parse_duration(str(age)) if age is not None else None,
         spec=plain(spec),
+        max_clock_skew=parse_duration(str(skew)) if skew is not None else None,
     )
 
 
