@@ -143,22 +143,12 @@ class Replay:
         reconcile(self.store, self.broker)
         tick = ReplayProgress(days=len(days))
         try:
-            for i, (ts, snaps) in enumerate(days, start=1):
-                self._reload(ts)
-                result = run_cycle(self.compiled, self.store, self.broker, snaps,
-                                   run_id=self.run_id, approver=self.config.approval,
-                                   on_broker_error=self._broker_error(ts), queue=self.queue,
-                                   flush=False, last_rebalance=self._last_rebalance,
-                                   clock=SNAPSHOT)
-                if result.rebalanced:
-                    self._last_rebalance = result.ts
-                self._after_cycle(result, snaps)
-                if self.shadow is not None:
-                    self.shadow.observe(self.store, self.run_id, snaps, result,
-                                        self.compiled.safety)
-                tick.day, tick.ts = i, ts
-                if progress is not None:
-                    progress(tick)
+            with self.broker.session():
+                for i, (ts, snaps) in enumerate(days, start=1):
+                    self._day(ts, snaps)
+                    tick.day, tick.ts = i, ts
+                    if progress is not None:
+                        progress(tick)
         finally:
             snap = self.alerts.metrics.snapshot()
             self.store.append("run_finished", self.run_id, {
@@ -168,6 +158,25 @@ class Replay:
             self.alerts.close()
             self.compiled.close()
         return self.run_id
+
+    def _day(self, ts: str, snaps: Sequence[Mapping[str, Any]]) -> None:
+        """One replayed day: its broker calls and its records each commit in one transaction
+        (the records first, so the store knows of every order the account holds). History
+        can be replayed again, so a day commits without waiting for the disk; the run's last
+        record is written durably, which also makes every day before it durable."""
+        with self.broker.transaction(durable=False), self.store.transaction(durable=False):
+            self._reload(ts)
+            result = run_cycle(self.compiled, self.store, self.broker, snaps,
+                               run_id=self.run_id, approver=self.config.approval,
+                               on_broker_error=self._broker_error(ts), queue=self.queue,
+                               flush=False, last_rebalance=self._last_rebalance,
+                               clock=SNAPSHOT)
+            if result.rebalanced:
+                self._last_rebalance = result.ts
+            self._after_cycle(result, snaps)
+            if self.shadow is not None:
+                self.shadow.observe(self.store, self.run_id, snaps, result,
+                                    self.compiled.safety)
 
     def _reload(self, ts: str) -> None:
         if self._poll is None:

@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
-
 from engine.policy.model import Policy, PolicySet
 from engine.portfolio.book import Book
 from engine.portfolio.config import ConstructionConfig, SizingConfig
@@ -71,9 +69,8 @@ class RotationEvaluator:
 
     def rotate(self, book: Book, snapshots: Sequence[Mapping[str, Any]], now_ts: str) -> Rotation:
         rows = forecast_rows(snapshots)
-        forecasts = pd.DataFrame(rows, columns=["symbol", *FORECAST_FACTS])
         prices = {str(r["symbol"]): usable_price(r, "price") for r in rows}
-        targets = build_targets(forecasts, self.config.construction)
+        targets = build_targets(rows, self.config.construction)
         weights: dict[str, float] = {}
         wd: dict[str, float] = {}
         rd: dict[str, float] = {}

@@ -180,8 +180,18 @@ def test_missing_columns_and_bad_symbols_are_errors() -> None:
         build_targets(bad_symbol, ConstructionConfig())
     with pytest.raises(ValueError, match="reserved"):
         build_targets(frame({"CASH": {}}), ConstructionConfig())
-    with pytest.raises(ValueError, match="must be a pandas DataFrame"):
-        build_targets([{"symbol": "A"}], ConstructionConfig())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lack the column\\(s\\) price, expected_return"):
+        build_targets([{"symbol": "A"}], ConstructionConfig())
+    with pytest.raises(ValueError, match="must be a pandas DataFrame or a list of rows"):
+        build_targets({"symbol": "A"}, ConstructionConfig())  # type: ignore[arg-type]
+
+
+def test_rows_give_the_same_targets_as_a_dataframe() -> None:
+    """A cycle passes its rows straight in; a DataFrame of the same rows is the same input."""
+    rows = [{"symbol": s, **GOOD, "frs": f} for s, f in (("B", 0.5), ("A", 0.9), ("C", 0.7))]
+    rows.append({"symbol": "D", **GOOD, "volatility": 0.0})
+    assert build_targets(rows, ConstructionConfig()) == build_targets(
+        pd.DataFrame(rows).astype(object), ConstructionConfig())
 
 
 def test_extra_columns_are_ignored_and_row_order_does_not_matter() -> None:

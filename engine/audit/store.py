@@ -3,7 +3,8 @@
 Each record carries the hash of the one before it, so altering, removing or reordering a
 record breaks the chain at that record, and `verify` names it. SQLite runs in WAL mode with
 `synchronous=FULL`: a record is durable once the transaction that appended it has committed.
-Appending many records in one transaction is how the store sustains high decision rates.
+Appending many records in one transaction is how the store sustains high decision rates, and
+`transaction()` holds one write transaction across many appends (a replayed day).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.policy.model import PolicySet
+from engine.sqlite_tx import held_write
 from engine.timeutil import format_utc, utc_now
 
 DEFAULT_PATH = ".fugger/audit.db"
@@ -111,6 +114,7 @@ class AuditStore:
                              (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: cannot open the audit store: {e}") from e
+        self._held = False
 
     def close(self) -> None:
         self._db.close()
@@ -122,6 +126,29 @@ class AuditStore:
         self.close()
 
     # --- writing ------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """Hold one write transaction: every append made inside commits at the end, together.
+
+        Appends inside see each other (one connection) and keep their own all-or-nothing
+        behaviour (each is a savepoint). The block commits what was appended even when it
+        raises: those records describe steps that happened. `durable=False` commits without
+        waiting for the disk (WAL with synchronous=NORMAL): the records survive the process
+        being killed, not a power loss; for work that can be redone from its inputs, such as
+        a replay, never for a live cycle, whose orders must follow durable records.
+        """
+        if self._held:
+            raise AuditError(f"{self.path}: a transaction is already held")
+        try:
+            with held_write(self._db, durable=durable):
+                self._held = True
+                try:
+                    yield
+                finally:
+                    self._held = False
+        except sqlite3.DatabaseError as e:
+            raise AuditError(f"{self.path}: could not record: {e}") from e
 
     def append(self, kind: str, ref: str, body: dict[str, Any]) -> Record:
         return self.append_many([(kind, ref, body)])[0]
@@ -141,8 +168,13 @@ class AuditStore:
             return []
         ts = format_utc(utc_now())
         out: list[Record] = []
+        # Inside a held transaction each append is a savepoint, so a failed or refused one
+        # leaves the others of the transaction as they were.
+        begin, commit, undo = (("SAVEPOINT append", "RELEASE append",
+                                ("ROLLBACK TO append", "RELEASE append")) if self._held else
+                               ("BEGIN IMMEDIATE", "COMMIT", ("ROLLBACK",)))
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(begin)
             try:
                 if unless is not None:
                     ref, kinds = unless
@@ -150,7 +182,8 @@ class AuditStore:
                     hit = self._db.execute(f"SELECT 1 FROM records WHERE ref = ? AND kind IN "
                                            f"({marks}) LIMIT 1", (ref, *kinds)).fetchone()
                     if hit:
-                        self._db.execute("ROLLBACK")
+                        for statement in undo:
+                            self._db.execute(statement)
                         return []
                 row = self._db.execute("SELECT seq, hash FROM records "
                                        "ORDER BY seq DESC LIMIT 1").fetchone()
@@ -167,9 +200,10 @@ class AuditStore:
                 self._db.execute("INSERT INTO head(id, seq, hash) VALUES (1, ?, ?) "
                                  "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
                                  "hash=excluded.hash", (seq, prev))
-                self._db.execute("COMMIT")
+                self._db.execute(commit)
             except BaseException:
-                self._db.execute("ROLLBACK")
+                for statement in undo:
+                    self._db.execute(statement)
                 raise
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: could not record: {e}") from e

@@ -154,6 +154,10 @@ class ApprovalQueue:
         self._items: dict[str, ApprovalItem] = {}
         self._runs: dict[str, object] = {}
         self._used: set[str] = set()
+        # Kept beside the items so a long run never rescans every item it ever queued.
+        self._open: dict[str, None] = {}
+        self._approved: dict[str, None] = {}
+        self._rank: dict[str, int] = {}
 
     def refresh(self) -> None:
         for r in self.store.records_after(self._seq, self.KINDS):
@@ -161,10 +165,16 @@ class ApprovalQueue:
             if r.kind == REQUESTED:
                 self._items[r.ref] = _item(r.body)
                 self._runs[r.ref] = r.body.get("run_id")
+                self._rank.setdefault(r.ref, len(self._rank))
+                self._open[r.ref] = None
             elif r.kind == DECIDED and r.ref in self._items:
                 self._items[r.ref] = _decided(self._items[r.ref], r.body)
+                self._open.pop(r.ref, None)
+                if self._items[r.ref].outcome == "approved" and r.ref not in self._used:
+                    self._approved[r.ref] = None
             elif r.kind == ORDER and r.body.get("status") != "pending_approval":
                 self._used.add(r.ref)
+                self._approved.pop(r.ref, None)
 
     def items(self) -> list[ApprovalItem]:
         """Every item ever queued, decided or not, oldest first."""
@@ -173,15 +183,14 @@ class ApprovalQueue:
 
     def pending(self, run_id: str | object | None = ...) -> list[ApprovalItem]:
         self.refresh()
-        return [i for k, i in self._items.items()
-                if i.pending and (run_id is ... or self._runs.get(k) == run_id)]
+        return [self._items[k] for k in self._open
+                if run_id is ... or self._runs.get(k) == run_id]
 
     def approved_unsent(self, run_id: str | object | None = ...) -> list[ApprovalItem]:
         """Approved items whose order has not gone through the gate again yet."""
         self.refresh()
-        return [i for k, i in self._items.items()
-                if i.outcome == "approved" and k not in self._used
-                and (run_id is ... or self._runs.get(k) == run_id)]
+        return [self._items[k] for k in sorted(self._approved, key=self._rank.__getitem__)
+                if run_id is ... or self._runs.get(k) == run_id]
 
 
 def _decided(item: ApprovalItem, body: dict[str, Any]) -> ApprovalItem:

@@ -4,6 +4,8 @@ Every state change is one `BEGIN IMMEDIATE` transaction on a fresh connection, s
 and its cash and position change land together, and several processes can share one
 account: the write lock serialises them and the `client_id` check runs inside it, so two
 processes submitting the same `client_id` at once still produce exactly one order.
+A long run keeps one connection open (`session`) and may group a day's calls into one
+transaction (`transaction`), each call still all-or-nothing as a savepoint.
 
 Money is kept as integer cents in the file (rounded half up) so results are deterministic;
 the public API speaks floats in account currency.
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.execution.broker import BrokerError, BrokerOrder, OrderRequest, OrderStatus, Side
+from engine.sqlite_tx import held_write
 from engine.timeutil import utc_now
 
 SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9._-]{0,15}")
@@ -209,12 +212,48 @@ class PaperBroker:
             raise ValueError(f"fill_on_submit must be a bool, got {fill_on_submit!r}")
         self._fill_on_submit = fill_on_submit
         self._clock = clock or utc_now
+        #: The connection kept by `session`, and whether `transaction` holds it in a write.
+        self._conn: sqlite3.Connection | None = None
+        self._held = False
         self._check_account()
 
     @property
     def path(self) -> Path:
         """The account file."""
         return self._path
+
+    # -- connections and transactions --------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[PaperBroker]:
+        """Keep one connection open for every call made inside (a long run) instead of one
+        per call. A session belongs to the thread that opened it."""
+        if self._conn is not None:
+            yield self
+            return
+        self._conn = self._open()
+        try:
+            yield self
+        finally:
+            conn, self._conn = self._conn, None
+            conn.close()
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """Group every call made inside into one write transaction, committed at the end,
+        also when the block raises: the orders it placed were placed. Each call stays
+        all-or-nothing. `durable=False` commits without waiting for the disk (the account
+        survives the process being killed, not a power loss): for a replay's own account."""
+        if self._held:
+            raise RuntimeError(f"paper account {self._path}: a transaction is already held")
+        with self.session():
+            assert self._conn is not None
+            with self._errors(), held_write(self._conn, durable=durable):
+                self._held = True
+                try:
+                    yield
+                finally:
+                    self._held = False
 
     # -- Broker protocol ---------------------------------------------------------------
 
@@ -493,22 +532,47 @@ class PaperBroker:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
+        if self._held:
+            # The held write transaction is already one consistent view, with its own changes.
+            assert self._conn is not None
+            with self._errors():
+                yield self._conn
+            return
         # A deferred transaction reads one consistent WAL snapshot.
         with self._transaction("BEGIN") as conn:
             yield conn
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
+        if self._held:
+            # Inside a held transaction: a savepoint keeps this call all-or-nothing.
+            conn = self._conn
+            assert conn is not None
+            steps: tuple[str, str, tuple[str, ...]] = (
+                "SAVEPOINT call", "RELEASE call", ("ROLLBACK TO call", "RELEASE call"))
+        else:
+            conn = self._conn or self._open()
+            steps = (begin, "COMMIT", ("ROLLBACK",))
+        start, finish, undo = steps
+        done = False
         try:
-            conn = _connect(self._path)
-        except sqlite3.OperationalError as exc:
-            raise BrokerError(f"cannot open paper account {self._path}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise PaperAccountError(f"paper account {self._path} is damaged: {exc}") from exc
+            with self._errors():
+                conn.execute(start)
+                yield conn
+                conn.execute(finish)
+                done = True
+        finally:
+            if not done:
+                with suppress(sqlite3.Error):
+                    for statement in undo:
+                        conn.execute(statement)
+            if conn is not self._conn:
+                conn.close()
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
         try:
-            conn.execute(begin)
-            yield conn
-            conn.execute("COMMIT")
+            yield
         except sqlite3.OperationalError as exc:
             raise BrokerError(f"paper account {self._path}: {exc}") from exc
         except sqlite3.IntegrityError as exc:
@@ -518,11 +582,14 @@ class PaperBroker:
             ) from exc
         except sqlite3.DatabaseError as exc:
             raise PaperAccountError(f"paper account {self._path} is damaged: {exc}") from exc
-        finally:
-            if conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return _connect(self._path)
+        except sqlite3.OperationalError as exc:
+            raise BrokerError(f"cannot open paper account {self._path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise PaperAccountError(f"paper account {self._path} is damaged: {exc}") from exc
 
 
 def _connect(path: Path) -> sqlite3.Connection:

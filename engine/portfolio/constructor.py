@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -46,9 +46,13 @@ class TargetResult:
     portfolio_volatility: float
 
 
-def build_targets(forecasts: pd.DataFrame, config: ConstructionConfig) -> TargetResult:
+Forecasts = pd.DataFrame | Sequence[Mapping[str, object]]
+
+
+def build_targets(forecasts: Forecasts, config: ConstructionConfig) -> TargetResult:
     """Targets from one row per symbol with columns symbol, price, expected_return,
-    volatility and frs (other columns are ignored)."""
+    volatility and frs (other columns are ignored): a DataFrame, or the rows themselves,
+    which a cycle passes to skip a DataFrame round trip."""
     facts, excluded = _read_forecasts(forecasts)
 
     eligible: dict[str, dict[str, float]] = {}
@@ -145,24 +149,35 @@ def _result(
 
 
 def _read_forecasts(
-    forecasts: pd.DataFrame,
+    forecasts: Forecasts,
 ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Usable facts by symbol (sorted), and the reason each other symbol was excluded."""
-    if not isinstance(forecasts, pd.DataFrame):
-        raise ValueError(f"forecasts must be a pandas DataFrame, got {type(forecasts).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in forecasts.columns]
+    if isinstance(forecasts, pd.DataFrame):
+        columns: list[str] = [str(c) for c in forecasts.columns]
+        index: list[object] = list(forecasts.index)
+    elif isinstance(forecasts, Sequence) and all(isinstance(r, Mapping) for r in forecasts):
+        columns = list(REQUIRED_COLUMNS) if not forecasts else [
+            c for c in REQUIRED_COLUMNS if all(c in r for r in forecasts)]
+        index = list(range(len(forecasts)))
+    else:
+        raise ValueError("forecasts must be a pandas DataFrame or a list of rows, got "
+                         f"{type(forecasts).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ValueError(
             f"forecasts lack the column(s) {', '.join(missing)}; "
             f"required: {', '.join(REQUIRED_COLUMNS)}"
         )
-    rows = forecasts[list(REQUIRED_COLUMNS)].to_dict("records")
+    rows: list[Mapping[str, object]] = (
+        [{str(k): v for k, v in r.items()}
+         for r in forecasts[list(REQUIRED_COLUMNS)].to_dict("records")]
+        if isinstance(forecasts, pd.DataFrame) else list(forecasts))
     symbols: list[str] = []
-    for index, row in zip(forecasts.index, rows, strict=True):
+    for index_value, row in zip(index, rows, strict=True):
         try:
             symbols.append(check_symbol(row["symbol"]))
         except ValueError as exc:
-            raise ValueError(f"forecasts row {index!r}: {exc}") from None
+            raise ValueError(f"forecasts row {index_value!r}: {exc}") from None
 
     counts = Counter(symbols)
     facts: dict[str, dict[str, float]] = {}
