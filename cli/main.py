@@ -16,6 +16,7 @@ from cli import (
     policy_cmds,
     rotate_cmd,
     run_cmd,
+    serve_cmd,
     token_cmds,
     tooling_cmds,
 )
@@ -42,6 +43,7 @@ app.command("run")(run_cmd.run)
 app.command("activate")(activate_cmd.activate)
 app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(exec_cmds.paper_app, name="paper")
 app.add_typer(exec_cmds.approvals_app, name="approvals")
 app.add_typer(access_cmds.app, name="access")

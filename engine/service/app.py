@@ -1,0 +1,245 @@
+"""The HTTP API under /v1: JSON in and out, every error as {"error": {...}}, every route but
+/v1/health and /metrics behind an API token and the roles of the access policy."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Body, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.access.authorise import Actor
+from engine.access.model import AccessPolicy
+from engine.audit.why import explain_record
+from engine.execution import state as trading
+from engine.execution.approvals import ApprovalItem
+from engine.service.auth import READ, actor_for
+from engine.service.errors import ApiError, bad_request, not_found
+from engine.service.metrics import Metrics
+from engine.service.runtime import OrderRequestIn, Runtime
+from engine.timeutil import parse_utc, utc_now
+
+MAX_BATCH = 10_000
+
+
+def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
+    app = FastAPI(title="FuggerBot decision API", version="1", openapi_url="/openapi.json",
+                  docs_url=None, redoc_url=None)
+    metrics = Metrics()
+    store = runtime.store
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return JSONResponse(bad_request(str(first.get("msg", "invalid request")), field).body(),
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, e: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return JSONResponse(ApiError(e.status_code, code, str(e.detail)).body(),
+                            status_code=e.status_code)
+
+    @app.middleware("http")
+    async def timed(request: Request,
+                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        metrics.latency.labels(request.method, getattr(route, "path", "other")).observe(
+            time.perf_counter() - t0)
+        return response
+
+    def who(request: Request, action: str, target: str | None = None) -> Actor:
+        with runtime.lock:
+            return actor_for(store, access, request.headers.get("authorization"), action,
+                             target)
+
+    @app.post("/v1/decide")
+    def decide(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        """One snapshot, or {"snapshots": [...]}: the decision records, each recorded in the
+        audit store before the response is sent."""
+        who(request, "trade", "decide")
+        snaps = _snapshots(body)
+        made = runtime.decide(snaps)
+        for d in made:
+            metrics.decisions.labels(d.action.value, d.rule or "").inc()
+        return {"decisions": [d.to_json() for d in made]}
+
+    @app.post("/v1/orders")
+    def orders(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        """Order intents through the one gate: each sent, held for a person or denied."""
+        who(request, "trade", "orders")
+        results = runtime.orders(_orders(body))
+        for r in results:
+            metrics.gate.labels(r.status).inc()
+        return {"orders": [r.to_json() for r in results]}
+
+    @app.get("/v1/state")
+    def state(request: Request) -> dict[str, Any]:
+        who(request, READ)
+        with runtime.lock:
+            view = trading.load(store)
+            latest = {s: {"decision_id": d.decision_id, "action": d.action.value,
+                          "rule": d.rule, "ts": d.ts} for s, d in runtime.latest.items()}
+        return {"trading_state": view.to_json(), "latest": latest}
+
+    @app.post("/v1/resume")
+    def resume(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        actor = who(request, "resume", "book")
+        view = runtime.resume(actor.name, _reason(body))
+        return {"trading_state": view.to_json()}
+
+    @app.get("/v1/approvals")
+    def approvals_list(request: Request) -> dict[str, Any]:
+        who(request, READ)
+        return {"approvals": [_item(i) for i in runtime.pending()]}
+
+    @app.post("/v1/approvals/{item_id}/approve")
+    def approve(item_id: str, request: Request,
+                body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        actor = who(request, "approve", item_id)
+        return _item(runtime.decide_approval(item_id, "approved", actor.name, _reason(body)))
+
+    @app.post("/v1/approvals/{item_id}/reject")
+    def reject(item_id: str, request: Request,
+               body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+        actor = who(request, "reject", item_id)
+        return _item(runtime.decide_approval(item_id, "rejected", actor.name, _reason(body)))
+
+    @app.get("/v1/alerts")
+    def alerts(request: Request, limit: int = 100) -> dict[str, Any]:
+        who(request, READ)
+        with runtime.lock:
+            rows = deque(store.iter_records("alert"), maxlen=max(1, min(limit, 1000)))
+        return {"alerts": [r.body for r in rows]}
+
+    @app.get("/v1/decisions/{decision_id}")
+    def decision(decision_id: str, request: Request) -> dict[str, Any]:
+        who(request, READ)
+        with runtime.lock:
+            rows = [r for r in store.find(decision_id) if r.kind == "decision"]
+        if not rows:
+            raise not_found(f"no decision {decision_id!r}")
+        return dict(rows[-1].body)
+
+    @app.get("/v1/decisions/{decision_id}/why")
+    def why(decision_id: str, request: Request) -> dict[str, Any]:
+        who(request, READ)
+        with runtime.lock:
+            rows = store.find(decision_id)
+            if not any(r.kind == "decision" for r in rows):
+                raise not_found(f"no decision {decision_id!r}")
+            try:
+                return explain_record(store, rows).to_json()
+            except ValueError as e:
+                raise bad_request(str(e)) from None
+
+    @app.get("/v1/policies")
+    def policies(request: Request) -> dict[str, Any]:
+        who(request, READ)
+        with runtime.lock:
+            compiled = runtime.compiled
+            history = [{"hash": r.ref, "at": r.ts, "scope": r.body.get("scope"),
+                        "actor": r.body.get("actor"),
+                        "policies": r.body.get("policies")}
+                       for r in store.iter_records("policy_activation")
+                       if r.body.get("scope") == "live"]
+            events = [{"kind": e.kind, "message": e.message} for e in runtime.events]
+        active = None
+        if compiled is not None:
+            ps = compiled.policy_set
+            active = {"hash": ps.hash, "policies": [{"kind": p.kind, "name": p.name,
+                                                     "version": p.version, "path": p.path}
+                                                    for p in ps.policies]}
+        return {"active": active, "history": history, "events": events}
+
+    @app.get("/v1/health")
+    def health() -> JSONResponse:
+        ok, why_not = runtime.healthy()
+        return JSONResponse({"status": "ok" if ok else "unavailable", "reason": why_not},
+                            status_code=200 if ok else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        with runtime.lock:
+            metrics.set_state(trading.load(store).state)
+            metrics.alerts.set(store.count("alert"))
+        waiting = runtime.pending()
+        metrics.approvals_waiting.set(len(waiting))
+        now = utc_now()
+        metrics.oldest_approval.set(max(((now - parse_utc(i.requested_at)).total_seconds()
+                                         for i in waiting), default=0.0))
+        metrics.reloads.set(runtime.reloads)
+        metrics.reload_failures.set(runtime.reload_failures)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _snapshots(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and "snapshots" in body:
+        snaps = body["snapshots"]
+        if not isinstance(snaps, list) or not snaps:
+            raise bad_request("snapshots must be a non-empty list of objects", "snapshots")
+        if len(snaps) > MAX_BATCH:
+            raise bad_request(f"at most {MAX_BATCH} snapshots a request", "snapshots")
+        for n, s in enumerate(snaps):
+            if not isinstance(s, dict):
+                raise bad_request("each snapshot must be an object", f"snapshots.{n}")
+        return snaps
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a snapshot object or {\"snapshots\": [...]}")
+    return [body]
+
+
+def _orders(body: Any) -> list[OrderRequestIn]:
+    items = body.get("orders") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items:
+        raise bad_request("orders must be a non-empty list", "orders")
+    if len(items) > MAX_BATCH:
+        raise bad_request(f"at most {MAX_BATCH} orders a request", "orders")
+    out = []
+    for n, o in enumerate(items):
+        at = f"orders.{n}"
+        if not isinstance(o, dict):
+            raise bad_request("each order must be an object", at)
+        sym, side, shares, price = o.get("symbol"), o.get("side"), o.get("shares"), o.get("price")
+        cid = o.get("client_id")
+        if not isinstance(sym, str) or not sym.strip():
+            raise bad_request("symbol must be a non-empty string", f"{at}.symbol")
+        if side not in ("BUY", "SELL"):
+            raise bad_request("side must be BUY or SELL", f"{at}.side")
+        if isinstance(shares, bool) or not isinstance(shares, int) or shares <= 0:
+            raise bad_request("shares must be a whole number above 0", f"{at}.shares")
+        if isinstance(price, bool) or not isinstance(price, (int, float)) or \
+                not math.isfinite(price) or price <= 0:
+            raise bad_request("price must be a finite number above 0", f"{at}.price")
+        if cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 64):
+            raise bad_request("client_id must be a string of 1 to 64 characters",
+                              f"{at}.client_id")
+        out.append(OrderRequestIn(sym, side, shares, float(price), cid))
+    return out
+
+
+def _reason(body: Any) -> str:
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        raise bad_request("a reason is required", "reason")
+    return reason
+
+
+def _item(i: ApprovalItem) -> dict[str, Any]:
+    return i.to_json()

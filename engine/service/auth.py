@@ -1,0 +1,43 @@
+"""Who is calling: the bearer token, authenticated and authorised with the access policy, the
+refusal recorded and alerted exactly as on the command line."""
+
+from __future__ import annotations
+
+from engine.access.authorise import AccessDenied, Actor, authorise
+from engine.access.journal import record_allowed, record_refused
+from engine.access.model import AccessPolicy
+from engine.access.tokens import from_token
+from engine.audit.store import AuditStore
+from engine.service.errors import ApiError
+from engine.timeutil import utc_now
+
+#: Reading the state, the queue, decisions and policies: any person or service account the
+#: access policy names (no action of the policy is needed, but anonymous callers get nothing).
+READ = "read"
+
+
+def actor_for(store: AuditStore, access: AccessPolicy, header: str | None, action: str,
+              target: str | None = None) -> Actor:
+    """The authenticated caller allowed to take `action`; ApiError 401 or 403 otherwise."""
+    if header is None or not header.startswith("Bearer ") or not header[7:].strip():
+        raise ApiError(401, "unauthenticated",
+                       "an API token is required: Authorization: Bearer <token>")
+    try:
+        actor = from_token(store, access, header[7:].strip(), action, now=utc_now())
+    except AccessDenied as e:
+        record_refused(store, e, target, access)
+        raise ApiError(401, "unauthenticated", str(e)) from None
+    try:
+        if action == READ:
+            principal = access.principal(actor.name)
+            if principal is None or principal.kind != actor.kind:
+                raise AccessDenied(actor.name, action, f"not named by access policy "
+                                   f"{access.name} {access.version}", actor.via)
+        else:
+            authorise(access, actor, action)
+    except AccessDenied as e:
+        record_refused(store, e, target, access)
+        raise ApiError(403, "forbidden", str(e)) from None
+    if action != READ:
+        record_allowed(store, access, actor, action, target)
+    return actor

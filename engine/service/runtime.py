@@ -1,0 +1,195 @@
+"""What the service holds between requests: the compiled policy set (watched, the last good one
+kept), the audit store, the paper broker and each symbol's latest decision. Every operation is
+the engine call the command line makes; one lock serialises them, so a request sees a whole
+cycle or none of it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.audit import activation
+from engine.audit.store import AuditStore
+from engine.clock import WALL, wall_now
+from engine.cycle import CompiledSet
+from engine.decision import Decision, governing
+from engine.execution import approvals
+from engine.execution import state as trading
+from engine.execution.gate import OrderIntent
+from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
+from engine.execution.paper import PaperBroker
+from engine.ids import new_id
+from engine.monitoring.alerting import AlertEngine
+from engine.policy.watch import PolicyWatcher, WatchEvent
+from engine.service.errors import bad_request, conflict
+from engine.timeutil import format_utc
+
+
+@dataclass(frozen=True)
+class OrderRequestIn:
+    """One order intent of POST /v1/orders."""
+
+    symbol: str
+    side: str
+    shares: int
+    price: float
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OrderResult:
+    client_id: str
+    status: str
+    rule: str | None
+    reason: str
+    duplicate: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "status": self.status, "rule": self.rule,
+                "reason": self.reason, "duplicate": self.duplicate}
+
+
+class Runtime:
+    def __init__(self, policies: str, store: AuditStore, broker: PaperBroker, broker_path: str,
+                 alerts: AlertEngine | None = None,
+                 on_event: Callable[[WatchEvent], None] | None = None,
+                 started_by: str = "fuggerbot:serve") -> None:
+        self.store = store
+        self.broker = broker
+        self.broker_path = broker_path
+        self.alerts = alerts
+        self.lock = threading.Lock()
+        self.events: list[WatchEvent] = []
+        self._on_event = on_event
+        self.started_by = started_by
+        self.reloads = 0
+        self.reload_failures = 0
+        self.watcher: PolicyWatcher[CompiledSet] = PolicyWatcher(
+            [policies], self._event, compile=CompiledSet,
+            may_remove=lambda s: activation.explicitly_active(store, s))
+        self.latest: dict[str, Decision] = {}
+        self.compiled: CompiledSet | None = None
+        self.poll()
+        reconcile(store, broker)
+
+    def _event(self, event: WatchEvent) -> None:
+        self.events.append(event)
+        if event.kind == "rejected":
+            self.reload_failures += 1
+            if self.alerts is not None:
+                self.alerts.on_policy_load_failed(
+                    wall_now(), [str(p) for p in event.problems] or [event.message])
+        elif event.kind == "activated":
+            self.reloads += 1
+        if self._on_event is not None:
+            self._on_event(event)
+        del self.events[:-50]
+
+    def poll(self) -> None:
+        """Pick up a changed, valid policy set; a broken one leaves the last good set in force
+        and is reported (an event, an alert, a failure count)."""
+        fresh = self.watcher.poll()
+        if fresh is not None:
+            live = self.store.active("live")
+            if live is None or live.ref != fresh.policy_set.hash:
+                self.store.record_activation(fresh.policy_set, actor=self.started_by,
+                                             scope="live")
+            self.compiled = fresh
+            self.latest.clear()  # decisions of the old set do not gate orders of the new one
+
+    def decide(self, snapshots: Sequence[Mapping[str, Any]]) -> list[Decision]:
+        """Decide each snapshot on the wall clock; the decisions and any change of the trading
+        state are committed in one transaction before this returns."""
+        with self.lock:
+            self.poll()
+            compiled = self._need_policies()
+            at = WALL.for_cycle(snapshots)
+            cycle = new_id()
+            made = [compiled.safety.decide(s, clock=at) for s in snapshots]
+            items: list[tuple[str, str, dict[str, Any]]] = [
+                ("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
+                                             "run_id": None, "cycle": cycle, "via": "api"})
+                for d, s in zip(made, snapshots, strict=True)]
+            governed = governing(made)
+            before = trading.load(self.store)
+            after = trading.derive(before, {k: d.verdict for k, d in governed.items()},
+                                   format_utc(at.now()))
+            if after != before:
+                items.append(trading.change(after, before, run_id=None))
+            self.store.append_many(items)
+            self.latest.update(governed)
+            return made
+
+    def orders(self, intents: Sequence[OrderRequestIn]) -> list[OrderResult]:
+        """Each intent through the one gateway (rails, trading state, approval policy); a
+        client id already recorded is reported, never sent again."""
+        with self.lock:
+            compiled = self._need_policies()
+            now = wall_now()
+            approvals.expire_due(self.store, now)
+            gateway = Gateway(self.store, self.broker, compiled.approval)
+            state = trading.load(self.store)
+            positions = self.broker.positions()
+            out = []
+            for n, i in enumerate(intents):
+                intent = OrderIntent(i.symbol, i.side, i.shares, i.price,
+                                     positions.get(i.symbol, 0))
+                decision = self.latest.get(i.symbol)
+                cid = i.client_id or client_id(
+                    decision.decision_id if decision else f"none-{format_utc(now)}", n, intent)
+                seen = latest_status(self.store, cid)
+                if seen is not None:
+                    out.append(OrderResult(cid, seen, None, "this client id was already "
+                                           "submitted; it is not sent twice", True))
+                    continue
+                o: OrderOutcome = gateway.submit(intent, decision, state, cid=cid, now=now)
+                out.append(OrderResult(o.client_id, o.status, o.rule, o.reason))
+            return out
+
+    def resume(self, by: str, reason: str) -> trading.StateView:
+        with self.lock:
+            current = trading.load(self.store)
+            try:
+                view = trading.resume(current, trading.latest_verdicts(self.store), by=by,
+                                      reason=reason, ts=format_utc(wall_now()))
+            except trading.ResumeRefused as e:
+                raise conflict(f"resume refused: {e}") from None
+            trading.record(self.store, view, current, extra={"run_id": None, "by": by,
+                                                             "via": "api"})
+            return view
+
+    def decide_approval(self, item_id: str, outcome: str, by: str,
+                        reason: str) -> approvals.ApprovalItem:
+        if not reason.strip():
+            raise bad_request("a reason is required", "reason")
+        with self.lock:
+            try:
+                return approvals.decide(self.store, item_id, outcome=outcome, by=by,
+                                        reason=reason, now=wall_now())
+            except approvals.ApprovalError as e:
+                raise conflict(str(e)) from None
+
+    def pending(self) -> list[approvals.ApprovalItem]:
+        with self.lock:
+            approvals.expire_due(self.store, wall_now())
+            return approvals.ApprovalQueue(self.store).pending()
+
+    def healthy(self) -> tuple[bool, str]:
+        """A valid policy set is in force and the stores can be written."""
+        with self.lock:
+            self.poll()
+        if self.compiled is None:
+            return False, "no valid policy set is active"
+        for path in (self.store.path, Path(self.broker_path)):
+            if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+                return False, f"{path} is not writable"
+        return True, "ok"
+
+    def _need_policies(self) -> CompiledSet:
+        if self.compiled is None:
+            raise conflict("no valid policy set is active; every decision would fail closed")
+        return self.compiled
