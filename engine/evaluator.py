@@ -15,9 +15,19 @@ from engine.facts import Finding, Snapshot, clock_findings, parse_snapshot, read
 from engine.ids import new_id
 from engine.policy.model import Policy, PolicySet, Rule, Scalar
 from engine.rules.durable_backend import CompiledRules, EngineError, RuleSpec
-from engine.timeutil import format_utc
+from engine.timeutil import stamp
 
 SAFETY = "SafetyPolicy"
+
+
+@dataclass(frozen=True)
+class _RuleInfo:
+    """What a fired rule's record needs, worked out once per compilation."""
+
+    id: str
+    action: Action
+    source: str
+    facts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class _Compiled:
     fail_closed: Action
     #: Catalogue ranges of the number facts the rules read, for the fast path of `decide`.
     bounds: Mapping[str, tuple[float, float]]
+    #: The rules in policy order, so the record reads like the file.
+    infos: tuple[_RuleInfo, ...]
 
 
 class SafetyEvaluator:
@@ -49,7 +61,9 @@ class SafetyEvaluator:
             compiled.append(_Compiled(
                 policy=p, rules=rules, by_id={r.id: r for r in p.rules},
                 facts=rules.facts, readers={k: tuple(v) for k, v in readers.items()},
-                fail_closed=Action(p.fail_closed), bounds=_bounds(rules.facts)))
+                fail_closed=Action(p.fail_closed), bounds=_bounds(rules.facts),
+                infos=tuple(_RuleInfo(r.id, Action(r.action), r.source, r.facts)
+                            for r in p.rules)))
         if not compiled:
             raise ValueError("the policy set has no SafetyPolicy: nothing could ever allow or "
                              "refuse a trade")
@@ -63,22 +77,26 @@ class SafetyEvaluator:
     def decide(self, raw: object, *, clock: Clock = SNAPSHOT) -> Decision:
         """Decide one snapshot. On the wall clock its facts are aged against now; on the
         snapshot clock (the default, for replays and policy tests), against its own ts."""
-        when = clock.now()
+        # Facts are aged against now only on the wall clock; otherwise now is needed only for
+        # the decision's stamp, which reads the time more cheaply itself.
+        wall_now = clock.now() if clock.wall else None
         snapshot = parse_snapshot(raw)
         findings: list[FactFinding] = []
         fired: list[FiredRule] = []
-        first = self._compiled[0]
-        for f in snapshot.findings:
-            findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
+        if snapshot.findings:
+            first = self._compiled[0]
+            for f in snapshot.findings:
+                findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
         for c in self._compiled:
-            if clock.wall:
+            if wall_now is not None:
                 findings.extend(_finding(p, c.policy, c.fail_closed, tuple(c.by_id))
                                 for p in clock_findings(
-                                    snapshot, when, c.policy.max_fact_age,
+                                    snapshot, wall_now, c.policy.max_fact_age,
                                     c.policy.max_clock_skew or DEFAULT_MAX_CLOCK_SKEW))
-            values, problems = _read_values(c, snapshot, when if clock.wall else None)
-            findings.extend(_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
-                            for p in problems)
+            values, problems = _read_values(c, snapshot, wall_now)
+            if problems:
+                findings.extend(_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
+                                for p in problems)
             try:
                 ids = c.rules.fired(values)
             except EngineError as e:
@@ -87,16 +105,27 @@ class SafetyEvaluator:
                     rule=f"engine-error:{c.policy.name}", action=c.fail_closed,
                     policy=c.policy.name, needed_by=tuple(c.by_id)))
                 continue
-            for rule in c.policy.rules:  # policy order, so the record reads like the file
-                if rule.id in ids:
-                    fired.append(FiredRule(
-                        rule=rule.id, policy=c.policy.name, version=c.policy.version,
-                        action=Action(rule.action), source=rule.source,
-                        observed={k: values[k] for k in rule.facts if k in values}))
-        action = most_restrictive([*(f.action for f in fired), *(f.action for f in findings)])
-        deciding = self._deciding(action, fired, findings)
+            if ids:
+                name, version = c.policy.name, c.policy.version
+                # Rules reading the same facts saw the same values: one mapping serves them.
+                seen: dict[tuple[str, ...], dict[str, Scalar]] = {}
+                for info in c.infos:
+                    if info.id in ids:
+                        observed = seen.get(info.facts)
+                        if observed is None:
+                            observed = {k: values[k] for k in info.facts if k in values}
+                            seen[info.facts] = observed
+                        fired.append(FiredRule(info.id, name, version, info.action,
+                                               info.source, observed))
+        if fired or findings:
+            action = most_restrictive([*(f.action for f in fired),
+                                       *(f.action for f in findings)])
+            deciding = self._deciding(action, fired, findings)
+        else:
+            action, deciding = Action.ALLOW, None
+        ms, decided_text = stamp(wall_now or clock.at)
         return Decision(
-            decision_id=new_id(int(when.timestamp() * 1000)),
+            decision_id=new_id(ms),
             ts=snapshot.ts_text,
             symbol=snapshot.symbol,
             action=action,
@@ -106,7 +135,7 @@ class SafetyEvaluator:
             policy_set_hash=self.hash,
             policy_versions=self.versions,
             facts=snapshot.raw,
-            decided_at=format_utc(when),
+            decided_at=decided_text,
             clock=clock.kind.value,
         )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from datetime import UTC, datetime
 
 
@@ -14,6 +17,13 @@ def parse_utc(text: object) -> datetime:
     because a time without a zone cannot be compared with a freshness limit."""
     if not isinstance(text, str):
         raise TimestampError(f"expected an ISO-8601 UTC timestamp string, got {text!r}")
+    return _parse_text(text)
+
+
+# Snapshots of one cycle share their ts, and a replay reads each ts many times: remember the
+# latest few thousand (datetimes are immutable; a refused text raises and is not kept).
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text)
     except ValueError as e:
@@ -35,3 +45,30 @@ def format_utc(value: datetime, timespec: str = "auto") -> str:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_stamp_lock = threading.Lock()
+_last_given: tuple[datetime, tuple[int, str]] | None = None
+_last_second: tuple[int, str] = (-1, "")
+
+
+def stamp(when: datetime | None = None) -> tuple[int, str]:
+    """`when` (default: now) as milliseconds since the epoch and as the text `format_utc`
+    writes; made for every decision, so the last given time and the current second are
+    remembered."""
+    global _last_given, _last_second
+    if when is not None:
+        last = _last_given
+        if last is not None and last[0] is when:
+            return last[1]
+        result = (int(when.timestamp() * 1000), format_utc(when))
+        _last_given = (when, result)
+        return result
+    ns = time.time_ns()
+    sec, rest = divmod(ns, 1_000_000_000)
+    us = rest // 1000
+    with _stamp_lock:
+        if _last_second[0] != sec:
+            _last_second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+        text = _last_second[1]
+    return ns // 1_000_000, f"{text}.{us:06d}Z" if us else f"{text}Z"

@@ -79,31 +79,38 @@ class _Ruleset:
             raise EngineError(f"durable-rules refused ruleset {self.name}: {e}") from e
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
+        self._head = f'{{"sid":"{_SID}","id":%d,"{_MARK}":1'
 
-    def fired(self, body: str) -> set[str]:
+    def fired(self, body: str) -> list[str]:
+        """Ids of the rules that fire on the fact `{..., body}`, in the order they fired."""
+        handle = self.handle
+        names: list[str] = []
         with self.lock:
-            sep = "," if body else ""
-            fact = f'{{"sid":"{_SID}","id":{next(self.ids)},"{_MARK}":1{sep}{body}}}'
-            fired: set[str] = set()
+            fact = f"{self._head % next(self.ids)}{',' if body else ''}{body}}}"
             try:
-                code, state = _dre.assert_fact(self.handle, fact)
+                code, state = _dre.assert_fact(handle, fact)
                 if code == 1:  # "not handled": no rule matched
-                    return fired
+                    return names
                 if code != 0:
                     raise EngineError(f"durable-rules returned code {code} for a snapshot")
-                result = _dre.start_action_for_state(self.handle, state)
+                result = _dre.start_action_for_state(handle, state)
                 while result:
                     message = result[1] if isinstance(result, tuple) else result
-                    fired.add(_action_name(message))
-                    result = _dre.complete_and_start_action(self.handle, state)
+                    names.append(_action_name(message))
+                    result = _dre.complete_and_start_action(handle, state)
             except EngineError:
                 raise
             except Exception as e:
                 raise EngineError(f"durable-rules failed on a snapshot: {e}") from e
             finally:
-                with contextlib.suppress(Exception):
-                    _dre.retract_fact(self.handle, fact)
-            return {self.keys[k] for k in fired if k in self.keys}
+                # Not contextlib.suppress: this runs for every snapshot. The fact may never
+                # have been asserted.
+                try:  # noqa: SIM105
+                    _dre.retract_fact(handle, fact)
+                except Exception:
+                    pass
+        keys = self.keys
+        return [keys[k] for k in names if k in keys]
 
 
 def _action_name(message: str) -> str:
@@ -147,11 +154,21 @@ class CompiledRules:
         EngineError rather than being guessed at.
         """
         prefix = self._prefix
-        body = ",".join(prefix[k] + _value(values[k], k) for k in self.facts if k in values)
-        out: set[str] = set()
-        for rs in self._rulesets:
-            out |= rs.fired(body)
-        return frozenset(out)
+        parts = []
+        for k in self.facts:
+            if k in values:
+                v = values[k]
+                if type(v) is float and v - v == 0.0:  # the common case: a finite float
+                    text = repr(v)
+                    if "e" in text:
+                        text = _number(v, k)
+                else:
+                    text = _value(v, k)
+                parts.append(prefix[k] + text)
+        body = ",".join(parts)
+        if len(self._rulesets) == 1:
+            return frozenset(self._rulesets[0].fired(body))
+        return frozenset(r for rs in self._rulesets for r in rs.fired(body))
 
     def close(self) -> None:
         self._finalizer()
@@ -209,9 +226,6 @@ def _single(value: Scalar | tuple[Scalar, ...]) -> Scalar:
 
 
 def _value(v: Any, name: str) -> str:
-    if type(v) is float and v - v == 0.0:  # the common case: a finite float
-        text = repr(v)
-        return text if "e" not in text else _number(v, name)
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

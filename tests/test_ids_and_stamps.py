@@ -1,0 +1,61 @@
+"""Decision ids and timestamps, made cheaply for every decision, stay what they were: ULID
+text that sorts in the order ids were made, and the UTC text `format_utc` writes."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from engine.ids import new_id
+from engine.timeutil import TimestampError, format_utc, parse_utc, stamp
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def millis(text: str) -> int:
+    value = 0
+    for ch in text[:10]:
+        value = value * 32 + CROCKFORD.index(ch)
+    return value
+
+
+def test_an_id_is_ulid_text_whose_first_ten_characters_are_its_millisecond() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(3)]
+    after = time.time_ns() // 1_000_000
+    for i in ids:
+        assert len(i) == 26 and set(i) <= set(CROCKFORD)
+        assert before <= millis(i) <= after
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def test_ids_never_sort_before_earlier_ones_even_when_the_clock_goes_back() -> None:
+    made = [new_id(), new_id(5), new_id(), new_id(1), *(new_id() for _ in range(2000)),
+            new_id(time.time_ns() // 1_000_000 - 60_000), new_id()]
+    assert made == sorted(made)
+    assert len(set(made)) == len(made)
+
+
+def test_a_given_time_is_stamped_as_format_utc_writes_it() -> None:
+    for when in (datetime(2008, 10, 1, 21, tzinfo=UTC),
+                 datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)):
+        assert stamp(when) == (int(when.timestamp() * 1000), format_utc(when))
+        assert stamp(when) == stamp(when)  # the remembered answer is the same answer
+
+
+def test_now_is_stamped_in_utc_to_the_microsecond_and_agrees_with_its_milliseconds() -> None:
+    before = datetime.now(UTC)
+    ms, text = stamp()
+    after = datetime.now(UTC)
+    parsed = parse_utc(text)
+    assert text.endswith("Z") and before <= parsed <= after
+    assert abs(ms - parsed.timestamp() * 1000) < 1
+
+
+@pytest.mark.parametrize("text", ["2024-01-02T21:00:00", "2024-01-02T21:00:00+01:00", "x"])
+def test_a_refused_timestamp_is_refused_every_time(text: str) -> None:
+    for _ in range(2):
+        with pytest.raises(TimestampError):
+            parse_utc(text)
