@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.common import Format, fail, out
+from cli.plain import write_lines
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.audit.why import explain_record
 
@@ -56,7 +57,7 @@ def list_cmd(
                         break
     if ids_only:
         for r in rows:
-            print(r.ref)
+            write_lines(r.ref)
         return
     if fmt is Format.json:
         for r in rows:
@@ -139,6 +140,6 @@ def verify(audit: AuditOpt = DEFAULT_PATH) -> None:
     with _open(audit) as store:
         result = store.verify()
     if not result.ok:
-        print(f"{audit}: TAMPERED: {result.message}", file=sys.stderr)
+        write_lines(f"{audit}: TAMPERED: {result.message}", sys.stderr)
         raise typer.Exit(1)
     out.print(f"{audit}: ok, {result.checked} records, chain intact; head {result.head_hash}")

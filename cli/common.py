@@ -7,8 +7,8 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
+from cli.plain import PlainConsole, styled, write_lines
 from engine.clock import Clock, named
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from engine.factsource import SourcedSnapshot
     from engine.portfolio.book import Book
 
-out = Console(highlight=False, width=_WIDTH)
-err = Console(stderr=True, highlight=False, width=_WIDTH)
+out = PlainConsole(width=_WIDTH)
+err = PlainConsole(stderr=True, width=_WIDTH)
 
 EXIT_INVALID = 1
 EXIT_USAGE = 2
@@ -48,14 +48,19 @@ def clock_of(name: ClockName) -> Clock:
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True) if sys.stderr.isatty() else \
-        print(f"error: {message}", file=sys.stderr)
+    first, *rest = message.split("\n")
+    if sys.stderr.isatty():
+        err.print(styled(("error:", "red"), " ", first))
+    else:
+        write_lines(f"error: {first}", sys.stderr)
+    if rest:
+        write_lines("\n".join(rest), sys.stderr)
     raise typer.Exit(code)
 
 
 def print_problems(e: PolicyError) -> None:
     for p in e.problems:
-        print(str(p), file=sys.stderr)
+        write_lines(p, sys.stderr)
 
 
 def read_sourced(facts: str, input_format: str = "auto") -> list[SourcedSnapshot]:
@@ -69,7 +74,7 @@ def read_sourced(facts: str, input_format: str = "auto") -> list[SourcedSnapshot
         snaps = read_snapshots(facts, input_format)
     except FactsError as e:
         for m in e.messages:
-            print(m, file=sys.stderr)
+            write_lines(m, sys.stderr)
         print("nothing was evaluated", file=sys.stderr)
         raise typer.Exit(EXIT_INVALID) from e
     if not snaps:

@@ -20,6 +20,7 @@ from cli import (
     token_cmds,
     tooling_cmds,
 )
+from cli.plain import write_lines
 
 app = typer.Typer(
     name="fugger",
@@ -61,8 +62,8 @@ def main() -> None:
     except Exception as e:  # a bug, not a user's mistake: say so without a wall of text
         if os.environ.get("FUGGER_DEBUG"):
             raise
-        print(f"fugger: internal error: {type(e).__name__}: {e} "
-              "(set FUGGER_DEBUG=1 for the traceback)", file=sys.stderr)
+        write_lines(f"fugger: internal error: {type(e).__name__}: {e} "
+                    "(set FUGGER_DEBUG=1 for the traceback)", sys.stderr)
         sys.exit(3)
 
 

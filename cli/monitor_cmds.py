@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from cli.common import Format, fail, out
+from cli.plain import write_lines
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.monitoring.alert import Severity
 from engine.monitoring.summary import LAST_ALERTS, SummaryError, alert_line, summarize
@@ -61,8 +62,8 @@ def alerts(
     for r in rows:
         a = alert_line(r)
         run_id = r.body.get("run_id", "-") if isinstance(r.body, dict) else "-"
-        sys.stdout.write(f"{a.ts}  {a.severity.upper():8}  {a.key}  {a.title}: {a.message}"
-                         f"  [run {run_id}, alert {a.alert_id}]\n")
+        write_lines(f"{a.ts}  {a.severity.upper():8}  {a.key}  {a.title}: {a.message}"
+                    f"  [run {run_id}, alert {a.alert_id}]")
 
 
 def _wanted(r: Record, floor: Severity, run: str | None) -> bool:
@@ -99,6 +100,6 @@ def report(
     if fmt is Format.json:
         sys.stdout.write(json.dumps(summary.to_json(), sort_keys=True) + "\n")
     else:
-        sys.stdout.write(summary.render_text())
+        write_lines(summary.render_text())
     if path is not None:
         print(f"report written to {path}", file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cli.common import (
     EXIT_INVALID,
@@ -22,6 +23,7 @@ from cli.common import (
     print_problems,
     read_sourced,
 )
+from cli.plain import styled
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
@@ -131,8 +133,8 @@ def _decision_table(decisions: list[Decision], audit: str) -> None:
         rule = d.deciding_rule
         others = [f.rule for f in d.fired if rule is None or f.rule != rule.rule]
         table.add_row(d.decision_id, d.ts or "?", d.symbol or "?",
-                      f"[{colours[d.action.value]}]{d.action.value}[/]",
-                      f"{rule.rule}\n{rule.source}" if rule else "-",
+                      styled((d.action.value, colours[d.action.value])),
+                      styled(rule.rule, Text("\n"), rule.source) if rule else "-",
                       ", ".join(others) or "-")
     out.print(table)
 
@@ -180,14 +182,14 @@ def explain(
         dj = rep["decision"]
         assert isinstance(dj, dict)
         rule = dj["deciding_rule"]
-        head = f"{dj['symbol']} {dj['ts']}: [bold]{dj['action']}[/bold]"
-        out.print(head + (f" by {rule['rule']} ({rule['source']})" if rule else " (all clear)"))
+        out.print(styled(f"{dj['symbol']} {dj['ts']}: ", (dj["action"], "bold"),
+                         f" by {rule['rule']} ({rule['source']})" if rule else " (all clear)"))
         for f in dj["findings"]:
-            out.print(f"  [red]{f['rule']}[/red]: {f['detail']} -> {f['action']}")
+            out.print(styled("  ", (f["rule"], "red"), f": {f['detail']} -> {f['action']}"))
         for rr in rep["rules"]:
             assert isinstance(rr, dict)
-            mark = "[red]MATCH[/red]" if rr["matched"] else "[green]no match[/green]"
-            out.print(f"  {mark}  {rr['rule']} -> {rr['action']}  ({rr['source']})")
+            mark = ("MATCH", "red") if rr["matched"] else ("no match", "green")
+            out.print(styled("  ", mark, f"  {rr['rule']} -> {rr['action']}  ({rr['source']})"))
             for c in rr["comparisons"]:
                 seen = "unknown" if c["observed"] is None else c["observed"]
                 verdict = {True: "true", False: "false", None: "unknown"}[c["result"]]

@@ -20,6 +20,7 @@ from rich.progress import (
 
 from cli.common import Format, err, fail, load_book_file, load_policies, load_snapshots, out
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
+from cli.plain import write_lines
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 
@@ -151,7 +152,7 @@ def run(
     if fmt is Format.json:
         sys.stdout.write(json.dumps(summary.to_json()) + "\n")
     else:
-        sys.stdout.write(summary.render_text())
+        write_lines(summary.render_text())
         out.print(f"replayed in {elapsed:.1f} s; audit store {audit}; run {run_id}",
                   markup=False)
     if candidate is not None:
@@ -159,7 +160,8 @@ def run(
         lines = [f"shadow {shadow}: {s.changed} of {s.compared} decisions would differ"]
         lines += [f"  {t}: {n}" for t, n in sorted(s.transitions.items())]
         lines += [f"  e.g. {d.text()}" for d in s.examples]
-        (out if fmt is Format.text else err).print("\n".join(lines), markup=False)
+        for line in lines:
+            (out if fmt is Format.text else err).print(line)
         candidate.close()
     if report:
         from engine.monitoring.report import write_report

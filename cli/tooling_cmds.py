@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import EXIT_INVALID, EXIT_USAGE, Format, fail, load_policies
+from cli.plain import write_lines
 from engine.audit.store import AuditError, AuditStore
 from engine.factsource import FactsError, read_snapshots
 from engine.policy.model import PolicySet
@@ -29,7 +30,7 @@ FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, js
 
 def _say(line: str = "") -> None:
     # Plain writes: policy text is full of brackets a markup renderer would eat.
-    sys.stdout.write(line + "\n")
+    write_lines(line)
 
 
 def _cases(paths: list[str]) -> list[Case]:
@@ -37,7 +38,7 @@ def _cases(paths: list[str]) -> list[Case]:
         return load_cases(paths)
     except CaseError as e:
         for p in e.problems:
-            print(str(p), file=sys.stderr)
+            write_lines(p, sys.stderr)
         n = len(e.problems)
         print(f"{n} problem{'s' if n != 1 else ''} in the test files; no case was run",
               file=sys.stderr)
@@ -198,7 +199,7 @@ def diff_cmd(
         if summary is not None and source is not None:
             _replay_text(summary, source)
         for problem in result.errors:
-            print(f"error: {problem}", file=sys.stderr)
+            write_lines(f"error: {problem}", sys.stderr)
     if result.errors:
         raise typer.Exit(EXIT_INVALID)
 
@@ -209,7 +210,7 @@ def _replay_input(facts: str | None, audit: str | None) -> list[tuple[str, objec
             return [(s.where, s.data) for s in read_snapshots(facts)]
         except FactsError as e:
             for m in e.messages:
-                print(m, file=sys.stderr)
+                write_lines(m, sys.stderr)
             raise typer.Exit(EXIT_INVALID) from e
     assert audit is not None
     try:
