@@ -23,6 +23,7 @@ from engine.ids import new_id
 from engine.monitoring.alert import Alert, Severity
 from engine.monitoring.dispatch import AlertDispatcher, SinkFailure
 from engine.monitoring.metrics import Metrics
+from engine.monitoring.redact import Redactor
 from engine.monitoring.sinks import Sink
 from engine.timeutil import TimestampError, format_utc, parse_utc
 
@@ -135,6 +136,7 @@ class AlertEngine:
         # connection of their own so they never interleave with a transaction of the run loop.
         self._failure_lock = threading.Lock()
         self._failure_store: AuditStore | None = None
+        self._redact = Redactor()
         self._closed = False
 
     @classmethod
@@ -153,6 +155,7 @@ class AlertEngine:
         `on_failure=engine.on_sink_failure`)."""
         with self._lock:
             self._dispatcher = dispatcher
+            self._redact = self._redact + dispatcher.redactor
 
     # -- events -----------------------------------------------------------------------------
 
@@ -310,13 +313,15 @@ class AlertEngine:
 
     def on_sink_failure(self, failure: SinkFailure) -> None:
         """Record that a sink did not deliver an alert. Never raises and never alerts: an alert
-        about a failing sink could only fail the same way."""
+        about a failing sink could only fail the same way. The error is redacted again with the
+        credentials of every sink this engine knows: the store keeps it for ever."""
         try:
+            error = self._redact(str(getattr(failure, "error", failure)))
             body = {
                 "run_id": self.run_id,
                 "sink": str(getattr(failure, "sink", "?")),
                 "alert_id": str(getattr(failure, "alert_id", "?")),
-                "error": str(getattr(failure, "error", failure))[:_MAX_ERROR_CHARS],
+                "error": error[:_MAX_ERROR_CHARS],
                 "ts": str(getattr(failure, "ts", "")),
             }
             with self._failure_lock:
@@ -328,7 +333,8 @@ class AlertEngine:
                 self._failure_store.append(SINK_FAILURE_KIND, body["alert_id"], body)
             self.metrics.inc("alerts.sink_failures")
         except Exception as exc:
-            _log.error("could not record alert sink failure %r: %r", failure, exc)
+            _log.error("could not record an alert sink failure: %s",
+                       self._redact(f"{type(exc).__name__}: {exc}"))
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Close the dispatcher if this engine made it, then stop recording sink failures."""

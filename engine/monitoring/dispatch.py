@@ -3,7 +3,8 @@
 Each sink has its own bounded queue and worker thread, so a slow or hung sink delays neither the
 caller nor the other sinks. Every alert a sink does not get (queue full, send failed, send hung,
 shutdown) is reported as a `SinkFailure` through `on_failure`, which runs on one reporter thread
-of its own so that a slow callback cannot hold up `submit` either.
+of its own so that a slow callback cannot hold up `submit` either. A failure's error text never
+carries a credential a sink was configured with: it is redacted before anything sees it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from engine.monitoring.alert import Alert, utc_timestamp
-from engine.monitoring.sinks import SeverityFilter, Sink
+from engine.monitoring.redact import Redactor
+from engine.monitoring.sinks import SeverityFilter, Sink, sink_secrets
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -155,6 +157,8 @@ class AlertDispatcher:
         if not callable(on_failure):
             raise ValueError("on_failure must be callable")
         self._states = _sink_states(sinks, queue_size)
+        #: Masks every sink's credentials; whoever records failures may use it too.
+        self.redactor = Redactor.of(s for state in self._states for s in sink_secrets(state.sink))
         self._on_failure = on_failure
         self._send_timeout_s = float(send_timeout_s)
         self._max_tries = max_tries
@@ -454,8 +458,12 @@ class AlertDispatcher:
 
         Called without the lock held, so that logging a lost report never holds up `submit`.
         """
+        # Redacted before it is cut short, so that no piece of a secret survives the cut.
         failure = SinkFailure(
-            sink=sink, alert_id=alert_id, error=error[:_MAX_ERROR_CHARS], ts=utc_timestamp()
+            sink=sink,
+            alert_id=alert_id,
+            error=self.redactor(error)[:_MAX_ERROR_CHARS],
+            ts=utc_timestamp(),
         )
         with self._changed:
             if self._reports_open:

@@ -1,7 +1,8 @@
 """Where alerts go: the console, a JSONL file, a Slack-compatible webhook, Apprise URLs.
 
 Every sink's `send` either delivers the alert or raises; none retries or queues, that is the
-dispatcher's job.
+dispatcher's job. A sink configured with credentials lists them in `secrets`, and no text it
+raises carries them (see `engine.monitoring.redact`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 import apprise
 
 from engine.monitoring.alert import Alert, Severity, parse_utc_timestamp, to_plain
+from engine.monitoring.redact import Redactor, url_secrets
 
 
 class SinkError(RuntimeError):
@@ -37,6 +39,12 @@ class Sink(Protocol):
     def send(self, alert: Alert) -> None: ...
 
 
+def sink_secrets(sink: object) -> tuple[str, ...]:
+    """The credentials `sink` was configured with (none for a sink that does not say)."""
+    secrets = getattr(sink, "secrets", ())
+    return tuple(s for s in secrets if isinstance(s, str)) if isinstance(secrets, tuple) else ()
+
+
 class SeverityFilter:
     """Passes on to `sink` only alerts of `min_severity` or above."""
 
@@ -44,6 +52,10 @@ class SeverityFilter:
         self.sink = sink
         self.name = sink.name
         self.min_severity = Severity.parse(min_severity)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return sink_secrets(self.sink)
 
     def accepts(self, alert: Alert) -> bool:
         return alert.severity.rank >= self.min_severity.rank
@@ -187,6 +199,9 @@ class WebhookSink:
         for k, v in self.headers.items():
             if not isinstance(k, str) or not isinstance(v, str):
                 raise ValueError(f"webhook header {k!r}: names and values must be strings")
+        # Every header value counts as a credential: which ones are is not ours to guess.
+        self.secrets = (*url_secrets(self.url), *self.headers.values())
+        self._redact = Redactor.of(self.secrets)
         self._opener = urllib.request.build_opener(_NoRedirect())
 
     def send(self, alert: Alert) -> None:
@@ -205,7 +220,8 @@ class WebhookSink:
             raise SinkError(f"webhook {where} answered HTTP {exc.code}") from None
         except (OSError, http.client.HTTPException, ValueError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise SinkError(f"webhook {where} unreachable: {reason}") from None
+            # The standard library quotes a header value or path it refuses, as it was given.
+            raise SinkError(f"webhook {where} unreachable: {self._redact(str(reason))}") from None
         if not 200 <= status < 300:
             raise SinkError(f"webhook {where} answered HTTP {status}")
 
@@ -236,16 +252,20 @@ class AppriseSink:
             raise ValueError("apprise urls must be a non-empty list of URLs")
         self._apprise = apprise.Apprise()
         self._schemes: list[str] = []
+        secrets: list[str] = []
         for i, url in enumerate(urls):
             if not isinstance(url, str) or not url.strip():
-                raise ValueError(f"apprise url #{i + 1} must be a non-empty string, got {url!r}")
-            scheme = url.split("://", 1)[0] if "://" in url else url[:10]
+                raise ValueError(f"apprise url #{i + 1} must be a non-empty string")
+            secrets += url_secrets(url, host_is_secret=True)
+            scheme = _scheme(url)
             # Apprise URLs carry credentials, so errors name only the scheme.
             if not self._apprise.add(url):
                 raise ValueError(
                     f"apprise url #{i + 1} ({scheme}://...) is not a valid Apprise URL"
                 )
             self._schemes.append(scheme)
+        self.secrets = tuple(secrets)
+        self._redact = Redactor.of(self.secrets)
 
     def send(self, alert: Alert) -> None:
         body = alert.message
@@ -266,7 +286,7 @@ class AppriseSink:
                 for entry in result.logs()
                 if entry.level in ("WARNING", "ERROR", "CRITICAL")
             ]
-            detail = "; ".join(problems[:3]) or "no detail reported"
+            detail = self._redact("; ".join(problems[:3])) or "no detail reported"
             raise SinkError(
                 f"apprise {result.status.name.lower()}: {result.failed_count} of "
                 f"{len(self._schemes)} url(s) not delivered ({detail})"
@@ -276,11 +296,20 @@ class AppriseSink:
         return f"AppriseSink(schemes={self._schemes!r}, name={self.name!r})"
 
 
+def _scheme(url: str) -> str:
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    ok = scheme[:1].isalpha() and scheme.isascii() and len(scheme) <= 20
+    return scheme if ok and all(c.isalnum() or c in "+.-" for c in scheme) else "?"
+
+
 def redact_url(url: str) -> str:
     """`scheme://host[:port]/...`: webhook paths and queries often hold the secret."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return f"{_scheme(url)}://?"
     rest = "/..." if parts.path not in ("", "/") or parts.query else ""
     return f"{parts.scheme}://{host}{port}{rest}"
 
@@ -293,7 +322,9 @@ def _check_http_url(url: object) -> str:
         has_host = bool(parts.hostname)
         parts.port  # noqa: B018 -- raises on a malformed port
     except ValueError as exc:
-        raise ValueError(f"webhook url {redact_url(url)!r} is malformed: {exc}") from None
+        # The parser quotes the part it could not read, which may hold the credential.
+        problem = Redactor.of(url_secrets(url, host_is_secret=True))(str(exc))
+        raise ValueError(f"webhook url {redact_url(url)!r} is malformed: {problem}") from None
     if parts.scheme not in ("http", "https") or not has_host:
         raise ValueError(
             f"webhook url {redact_url(url)!r} must be an http:// or https:// URL with a host"
