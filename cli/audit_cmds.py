@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from typing import Annotated, Any
@@ -45,25 +46,21 @@ def list_cmd(
 ) -> None:
     """The newest records, one line each, optionally filtered."""
     with _open(audit) as store:
-        if status is None and since is None and until is None:
-            rows = store.records(kind, limit=limit, newest_first=not oldest_first)
-        else:
-            rows = []
-            source = store.records(kind, newest_first=not oldest_first)
-            for r in source:
-                if _matches(r, status, since, until):
-                    rows.append(r)
-                    if len(rows) >= limit:
-                        break
-    if ids_only:
-        for r in rows:
-            write_lines(r.ref)
-        return
-    if fmt is Format.json:
-        for r in rows:
-            sys.stdout.write(json.dumps({"seq": r.seq, "kind": r.kind, "ref": r.ref,
-                                         "ts": r.ts, "summary": summary(r)}) + "\n")
-        return
+        # Streamed: a filter may pass over the whole store, one record at a time; ids and
+        # JSON lines go out as they are found, only a table waits for its (limited) rows.
+        found = (r for r in store.iter_records(kind, newest_first=not oldest_first)
+                 if _matches(r, status, since, until))
+        chosen = itertools.islice(found, limit)
+        if ids_only:
+            for r in chosen:
+                write_lines(r.ref)
+            return
+        if fmt is Format.json:
+            for r in chosen:
+                sys.stdout.write(json.dumps({"seq": r.seq, "kind": r.kind, "ref": r.ref,
+                                             "ts": r.ts, "summary": summary(r)}) + "\n")
+            return
+        rows = list(chosen)
     table = Table(title=f"{audit}: newest {len(rows)} record(s)", title_justify="left")
     for c in ("seq", "recorded", "kind", "id", "summary"):
         table.add_column(c, overflow="fold")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -184,11 +186,11 @@ def diff_cmd(
     summary: ShadowSummary | None = None
     source = facts or audit
     if source is not None:
-        snapshots = _replay_input(facts, audit)
-        try:
-            summary = replay(old_set, new_set, snapshots, examples=examples)
-        except ValueError as e:
-            fail(str(e))
+        with _replay_input(facts, audit) as snapshots:
+            try:
+                summary = replay(old_set, new_set, snapshots, examples=examples)
+            except ValueError as e:
+                fail(str(e))
     if fmt is Format.json:
         doc: dict[str, Any] = result.to_json()
         doc["old"], doc["new"] = old, new
@@ -204,22 +206,26 @@ def diff_cmd(
         raise typer.Exit(EXIT_INVALID)
 
 
-def _replay_input(facts: str | None, audit: str | None) -> list[tuple[str, object]]:
+@contextmanager
+def _replay_input(facts: str | None,
+                  audit: str | None) -> Iterator[Iterable[tuple[str, object]]]:
     if facts is not None:
         try:
-            return [(s.where, s.data) for s in read_snapshots(facts)]
+            yield [(s.where, s.data) for s in read_snapshots(facts)]
+            return
         except FactsError as e:
             for m in e.messages:
                 write_lines(m, sys.stderr)
             raise typer.Exit(EXIT_INVALID) from e
     assert audit is not None
     try:
-        with AuditStore(audit, create=False) as store:
-            return [(f"{audit}#{r.seq}", r.body["facts"])
-                    for r in store.iter_records("decision")
-                    if isinstance(r.body, dict) and "facts" in r.body]
+        store = AuditStore(audit, create=False)
     except AuditError as e:
         fail(str(e))
+    with store:
+        # The decisions are replayed as they are read: memory stays flat in the store's size.
+        yield ((f"{audit}#{r.seq}", r.body["facts"]) for r in store.iter_records("decision")
+               if isinstance(r.body, dict) and "facts" in r.body)
 
 
 def _diff_text(result: PolicyDiff, old: PolicySet, new: PolicySet) -> None:

@@ -5,6 +5,8 @@ record breaks the chain at that record, and `verify` names it. SQLite runs in WA
 `synchronous=FULL`: a record is durable once the transaction that appended it has committed.
 Appending many records in one transaction is how the store sustains high decision rates, and
 `transaction()` holds one write transaction across many appends (a replayed day).
+A new store is readable by its owner only (0600). Reads stream: a cursor over the store, one
+record at a time, so reading is flat in memory whatever the store's size.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.policy.model import PolicySet
+from engine.private_files import create_private_file
 from engine.sqlite_tx import held_write
 from engine.timeutil import format_utc, utc_now
 
@@ -103,7 +106,11 @@ class AuditStore:
         if not create and not self.path.exists():
             raise AuditError(f"{self.path}: no audit store here (nothing has been recorded yet)")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)
+        except OSError as e:
+            raise AuditError(f"{self.path}: cannot create the audit store: "
+                             f"{e.strerror or e}") from e
+        try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -288,10 +295,13 @@ class AuditStore:
                                f"WHERE seq > ? AND kind IN ({marks}) ORDER BY seq",
                                (seq, *kinds)))
 
-    def iter_records(self, kind: str | None = None) -> Iterator[Record]:
+    def iter_records(self, kind: str | None = None, *,
+                     newest_first: bool = False) -> Iterator[Record]:
+        """Every record (of `kind`), oldest first unless `newest_first`, read one at a time."""
         where = "WHERE kind = ?" if kind else ""
+        order = "DESC" if newest_first else "ASC"
         yield from self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
-                              f"{where} ORDER BY seq", [kind] if kind else [])
+                              f"{where} ORDER BY seq {order}", [kind] if kind else [])
 
     def count(self, kind: str | None = None) -> int:
         if kind:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.execution.broker import BrokerError, BrokerOrder, OrderRequest, OrderStatus, Side
+from engine.private_files import create_private_file
 from engine.sqlite_tx import held_write
 from engine.timeutil import utc_now
 
@@ -144,9 +145,9 @@ def init_account(
         for stale in (target, _sidecar(target, "-wal"), _sidecar(target, "-shm")):
             stale.unlink(missing_ok=True)
     try:
-        # Exclusive create: two processes initialising the same path cannot both win.
-        with target.open("x"):
-            pass
+        # Exclusive create: two processes initialising the same path cannot both win. Owner
+        # only: the account is nobody else's to read.
+        create_private_file(target, exclusive=True)
     except FileExistsError as exc:
         raise PaperAccountError(f"{target} already exists") from exc
     except OSError as exc:
