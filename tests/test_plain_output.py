@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO_ROOT, RunCli
 
 from cli.plain import plain
+from engine.audit.store import AuditStore
 from engine.execution.paper import init_account
 from engine.timeutil import format_utc
 
@@ -73,6 +74,12 @@ def test_eval_explain_and_audit_list_show_markup_and_escapes_as_text(
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.count("decision") == len(HOSTILE)
     _assert_plain(listed.stdout)
+
+    with AuditStore(db, create=False) as store:
+        first = next(store.iter_records("decision"))
+    why = run_cli("audit", "why", first.ref, "--audit", str(db))
+    assert why.returncode == 0, why.stderr
+    assert f"Decision {first.ref} for {HOSTILE[0]} at" in why.stdout
 
 
 @pytest.mark.parametrize("symbol", ["[/]", "[bold red]X[/]\x1b[31m"])

@@ -17,6 +17,7 @@ from engine.rules.reference import comparisons
 
 @dataclass(frozen=True)
 class WhyReport:
+    #: Plain text: symbols, rule ids and fact values are quoted as recorded.
     lines: tuple[str, ...]
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -58,7 +59,7 @@ def _event_lines(records: Sequence[Record]) -> list[str]:
         rule = b.get("rule") or "-"
         status = b.get("status") or r.kind
         what = b.get("summary") or ""
-        lines.append(f"[bold]{r.kind}[/bold] {r.ref} at {r.ts}: {status}"
+        lines.append(f"{r.kind} {r.ref} at {r.ts}: {status}"
                      + (f" by rule {rule}" if rule != "-" else "") + (f"  {what}" if what else ""))
     return lines
 
@@ -71,12 +72,12 @@ def _decision(store: AuditStore, record: Record) -> tuple[list[str], dict[str, A
     policy_set = _rebuild(activation)
     rule = d.get("deciding_rule")
     lines = [
-        f"Decision [bold]{d.get('decision_id')}[/bold] for {d.get('symbol')} at {d.get('ts')}: "
-        f"[bold]{str(d.get('action')).upper()}[/bold]"
+        f"Decision {d.get('decision_id')} for {d.get('symbol')} at {d.get('ts')}: "
+        f"{str(d.get('action')).upper()}"
         + (" (all clear)" if d.get("all_clear") else " (not all clear)"),
     ]
     if rule:
-        lines.append(f"Deciding rule: [bold]{rule['rule']}[/bold] of policy {rule['policy']} "
+        lines.append(f"Deciding rule: {rule['rule']} of policy {rule['policy']} "
                      f"{rule['version']} at {rule['source']}")
         lines.extend(_rule_detail(policy_set, rule["rule"], d, indent="  "))
     else:
@@ -101,7 +102,7 @@ def _decision(store: AuditStore, record: Record) -> tuple[list[str], dict[str, A
         lines.append(f"  activated {activation.ts} by {activation.body.get('activated_by')} "
                      f"on {activation.body.get('host')} (audit record {activation.seq})")
     else:
-        lines.append("  [red]no activation record for this policy set in the store[/red]")
+        lines.append("  no activation record for this policy set in the store")
     lines.append("Facts (hash " + str(d.get("facts_hash", ""))[:16] + "): "
                  + ", ".join(f"{k}={v}" for k, v in facts.items()
                              if k not in ("ts", "symbol")))
@@ -157,5 +158,5 @@ def _replay(policy_set: PolicySet | None, facts: dict[str, Any], d: dict[str, An
     if same:
         return ("Re-evaluated from the recorded policy text and facts: same action, deciding "
                 "rule and fired rules")
-    return (f"[red]Re-evaluation differs[/red]: now {again.action.value} by "
+    return (f"Re-evaluation differs: now {again.action.value} by "
             f"{again.rule or '-'}")
