@@ -119,7 +119,7 @@ def run(
     if compiled is None:
         for event in events:
             for line in event.lines():
-                print(line, file=sys.stderr)
+                write_lines(line, sys.stderr)
         fail(f"{policies}: the policy set was not applied")
     events.clear()  # the first activation is the set loaded above, not a reload
     if compiled.policy_set.hash != ps.hash:
