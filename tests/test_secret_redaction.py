@@ -8,11 +8,13 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 from conftest import REPO_ROOT, RunCli
 
 from engine.audit.store import AuditStore
 from engine.monitoring.alerting import SINK_FAILURE_KIND
 from engine.monitoring.redact import MASK, Redactor, url_secrets
+from engine.monitoring.sink_config import SinkConfigError, load_sinks
 from tests.http_recorder import HttpRecorder
 
 HEADER_TOKEN = "hdr-7Qx2Lw9Zk4"
@@ -97,3 +99,19 @@ def test_run_keeps_sink_credentials_out_of_the_store_the_output_and_the_report(
         assert secret not in outputs
         for file in files:
             assert secret.encode() not in file.read_bytes(), (secret, file)
+
+
+def test_a_sink_config_error_does_not_quote_a_credential(tmp_path: Path) -> None:
+    config = tmp_path / "sinks.yaml"
+    config.write_text("sinks:\n  - type: webhook\n    url: http://127.0.0.1:9/x\n    headers:\n"
+                      f'      Authorization: "Bearer {HEADER_TOKEN}"\n'
+                      f'      Authorization: "Bearer {APPRISE_TOKEN}"\n', encoding="utf-8")
+    with pytest.raises(SinkConfigError) as info:
+        load_sinks(config)
+    assert str(info.value) == f"{config}:6:7: YAML error: duplicate key 'Authorization'"
+
+    config.write_text(f"sinks:\n  - type: webhook\n    url: https://host:{NEWLINE_PATH}/x\n",
+                      encoding="utf-8")
+    with pytest.raises(SinkConfigError) as info:
+        load_sinks(config)
+    assert "malformed" in str(info.value) and NEWLINE_PATH not in str(info.value)

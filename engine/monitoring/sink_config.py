@@ -9,12 +9,14 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
@@ -288,10 +290,18 @@ def _parse(file: Path, text: str) -> tuple[object, Node | None]:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = exc.problem or exc.context or "invalid YAML"
+        if isinstance(exc, DuplicateKeyError):
+            # The parser quotes both values, and a sink's values are its credentials.
+            problem = _duplicate_key(problem)
         raise SinkConfigError(f"{file}{where}: YAML error: {problem}") from None
     except Exception as exc:
         raise SinkConfigError(f"{file}: YAML error: {exc}") from None
     return data, root
+
+
+def _duplicate_key(problem: str) -> str:
+    key = re.match(r'found duplicate key "(.*?)" with value', problem)
+    return f"duplicate key {key.group(1)!r}" if key else "duplicate key"
 
 
 def _child(node: Node, part: PathPart, *, key: bool) -> Node | None:
