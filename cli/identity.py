@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.common import fail
+from cli.plain import write_lines
 from engine.access.authorise import AccessDenied, Actor, authorise
 from engine.access.identity import from_os_user, os_user
 from engine.access.journal import record_allowed, record_refused
@@ -58,7 +59,7 @@ def _access(store: AuditStore, path: str, action: str, by: str,
         return load_access(path)
     except PolicyError as e:
         for p in e.problems:
-            print(str(p), file=sys.stderr)
+            write_lines(p, sys.stderr)
         reason = (f"the access policy {path} does not load: "
                   + "; ".join(str(p) for p in e.problems[:3]))
         record_refused(store, AccessDenied(by or f"os-user:{os_user()}", action, reason,

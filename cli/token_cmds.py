@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cli.common import Format, fail, out
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
+from cli.plain import write_lines
 from engine.access.loading import load_access
 from engine.access.tokens import TokenError, create, listing, revoke
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
@@ -53,8 +54,8 @@ def create_cmd(
         except (TokenError, PolicyError) as e:
             fail(str(e))
     print(token)
-    print(f"token {info.token_id} for {holder}, expires {info.expires_at}; it is shown this "
-          "once: give it to its holder as FUGGER_TOKEN", file=sys.stderr)
+    write_lines(f"token {info.token_id} for {holder}, expires {info.expires_at}; it is shown "
+                "this once: give it to its holder as FUGGER_TOKEN", sys.stderr)
 
 
 @app.command("list")
