@@ -11,6 +11,7 @@ import typer
 
 from cli.common import fail
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
+from cli.plain import write_lines
 from engine.audit.store import AuditError, AuditStore
 from engine.policy.problems import PolicyError
 
@@ -61,7 +62,8 @@ def serve(
 
     def report(event: object) -> None:
         for line in getattr(event, "lines", list)():
-            print(line, file=sys.stderr, flush=True)
+            write_lines(line, sys.stderr)
+        sys.stderr.flush()
 
     runtime = Runtime(policies, store, paper, broker, alerts=alerts, on_event=report,
                       started_by=actor.name)
