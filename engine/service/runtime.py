@@ -9,6 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from engine.ids import new_id
 from engine.monitoring.alerting import AlertEngine
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.service.errors import bad_request, conflict
-from engine.timeutil import format_utc
+from engine.timeutil import format_utc, parse_utc
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ class Runtime:
     def __init__(self, policies: str, store: AuditStore, broker: PaperBroker, broker_path: str,
                  alerts: AlertEngine | None = None,
                  on_event: Callable[[WatchEvent], None] | None = None,
-                 started_by: str = "fuggerbot:serve") -> None:
+                 started_by: str = "fuggerbot:serve",
+                 now: Callable[[], datetime] = wall_now) -> None:
         self.store = store
         self.broker = broker
         self.broker_path = broker_path
@@ -66,6 +68,7 @@ class Runtime:
         self.events: list[WatchEvent] = []
         self._on_event = on_event
         self.started_by = started_by
+        self._now = now
         self.reloads = 0
         self.reload_failures = 0
         self.watcher: PolicyWatcher[CompiledSet] = PolicyWatcher(
@@ -129,7 +132,7 @@ class Runtime:
         client id already recorded is reported, never sent again."""
         with self.lock:
             compiled = self._need_policies()
-            now = wall_now()
+            now = self._now()
             approvals.expire_due(self.store, now)
             gateway = Gateway(self.store, self.broker, compiled.approval)
             state = trading.load(self.store)
@@ -138,7 +141,7 @@ class Runtime:
             for n, i in enumerate(intents):
                 intent = OrderIntent(i.symbol, i.side, i.shares, i.price,
                                      positions.get(i.symbol, 0))
-                decision = self.latest.get(i.symbol)
+                decision = _usable(self.latest.get(i.symbol), compiled, now)
                 cid = i.client_id or client_id(
                     decision.decision_id if decision else f"none-{format_utc(now)}", n, intent)
                 seen = latest_status(self.store, cid)
@@ -193,3 +196,16 @@ class Runtime:
         if self.compiled is None:
             raise conflict("no valid policy set is active; every decision would fail closed")
         return self.compiled
+
+
+def _usable(decision: Decision | None, compiled: CompiledSet, now: datetime) -> Decision | None:
+    """The symbol's latest decision while it is no older than the strictest max_fact_age of
+    the safety policies: an order never rests on facts the rails would call stale. Past that
+    the gate sees no decision and denies (decision-missing) until the bot decides again."""
+    if decision is None:
+        return None
+    ages = [p.max_fact_age for p in compiled.policy_set.of_kind("SafetyPolicy")
+            if p.max_fact_age is not None]
+    if ages and now - parse_utc(decision.decided_at) > min(ages):
+        return None
+    return decision
