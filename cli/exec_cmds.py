@@ -140,7 +140,8 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
     for i in items:
         table.add_row(i.item_id, f"{i.side} {i.shares} {i.symbol} @ {i.price:g}", i.rule,
                       i.requested_at, i.expires_at,
-                      f"{i.outcome} by {i.decided_by}" if i.outcome else "pending")
+                      f"{i.outcome} by {i.decided_by}" if i.outcome else
+                      f"pending ({i.approvers_required} approver(s), not {i.requested_by})")
     out.print(table)
 
 
@@ -153,27 +154,33 @@ def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str, access
                                     reason=reason, now=wall_now())
         except approvals.ApprovalError as e:
             fail(str(e))
-    out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {outcome} by "
-              f"{actor.name}"
+        given = len(approvals.approvals_of(store, item_id))
+    if item.pending:
+        out.print(f"{item.item_id}: approval {given} of {item.approvers_required} by "
+                  f"{actor.name}; waiting for another person")
+        return
+    out.print(f"{item.item_id}: {item.side} {item.shares} {item.symbol} {item.outcome} by "
+              f"{item.decided_by}"
               + ("; it is sent by the next cycle if the rails still allow it"
-                 if outcome == "approved" else ""))
+                 if item.outcome == "approved" else ""))
 
 
 @approvals_app.command("approve")
 def approve(item_id: Annotated[str, typer.Argument(metavar="ID")],
             by: ByOpt = "",
-            reason: Annotated[str, typer.Option(help="Why.")] = "",
+            reason: Annotated[str, typer.Option(help="Why (required).")] = "",
             audit: AuditOpt = DEFAULT_PATH,
             access: AccessOpt = DEFAULT_ACCESS) -> None:
-    """Approve a waiting order (the approver role). It is still checked against the rails
-    before it is sent."""
+    """Approve a waiting order (the approver role; never the person who requested it). An
+    order the approval policy gives N approvers is approved by the Nth distinct person. It is
+    still checked against the rails before it is sent."""
     _decide(item_id, "approved", by, reason, audit, access)
 
 
 @approvals_app.command("reject")
 def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
            by: ByOpt = "",
-           reason: Annotated[str, typer.Option(help="Why.")] = "",
+           reason: Annotated[str, typer.Option(help="Why (required).")] = "",
            audit: AuditOpt = DEFAULT_PATH,
            access: AccessOpt = DEFAULT_ACCESS) -> None:
     """Reject a waiting order (the approver role)."""
@@ -232,7 +239,7 @@ def step(
             store.record_activation(ps, actor=actor.name, scope="live")
         settled = reconcile(store, paper)
         try:
-            result = run_cycle(compiled, store, paper, snaps,
+            result = run_cycle(compiled, store, paper, snaps, requester=actor.name,
                                on_broker_error=_broker_alert(store, snaps),
                                clock=clock_of(clock))
         except ValueError as e:

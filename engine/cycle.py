@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from engine.access.model import SYSTEM
 from engine.actions import Action
 from engine.audit.store import AuditStore
 from engine.clock import SNAPSHOT, Clock
@@ -105,18 +106,21 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               queue: approvals.ApprovalQueue | None = None,
               flush: bool = True,
               last_rebalance: str | Any | None = ...,
-              clock: Clock = SNAPSHOT) -> CycleResult:
+              clock: Clock = SNAPSHOT,
+              requester: str = SYSTEM) -> CycleResult:
     """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
     still be unwritten when it returns, if no order left: the caller appends them with its
     own record through `result.writes`, in one transaction. Before any order reaches the
     gateway they are always committed. `last_rebalance`: when the caller tracks it (a long
     run), the time of the last rebalance carried out; otherwise it is read from the store.
-    `clock`: the snapshot clock for replays, the wall clock for a live cycle."""
+    `clock`: the snapshot clock for replays, the wall clock for a live cycle.
+    `requester`: who asks for this cycle's orders (the person stepping it, or a run's service
+    account); an order held for approval names them, and they cannot approve it."""
     at = clock.for_cycle(snapshots)
     now = at.now()
     ts = format_utc(now)
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
-                      on_broker_error=on_broker_error)
+                      on_broker_error=on_broker_error, requester=requester)
     queue = queue or approvals.ApprovalQueue(store)
     expired = tuple(approvals.expire_due(store, now, run_id, queue))
 
@@ -176,7 +180,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
             verdict = approver(queued)
             if verdict is None:
                 continue
-            approvals.decide(store, queued.item_id, outcome=verdict, by=approver_name,
+            approvals.settle(store, queued.item_id, outcome=verdict, by=approver_name,
                              reason="declared replay rule", now=now)
             if verdict == "approved":
                 outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id,

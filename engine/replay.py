@@ -170,7 +170,7 @@ class Replay:
                                run_id=self.run_id, approver=self.config.approval,
                                on_broker_error=self._broker_error(ts), queue=self.queue,
                                flush=False, last_rebalance=self._last_rebalance,
-                               clock=SNAPSHOT)
+                               clock=SNAPSHOT, requester=run_service(self.run_id))
             if result.rebalanced:
                 self._last_rebalance = result.ts
             self._after_cycle(result, snaps)

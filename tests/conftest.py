@@ -10,16 +10,20 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
 import pytest
 
 from engine.access.identity import os_user
+from engine.access.loading import load_access
+from engine.access.tokens import create
 from engine.audit.store import AuditStore
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
+from engine.timeutil import utc_now
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAFETY_YAML = REPO_ROOT / "policies" / "safety.yaml"
@@ -101,6 +105,15 @@ def access_policy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     patch.setenv("FUGGER_ACCESS", str(path))
     yield path
     patch.undo()
+
+
+def token_for(name: str, db: Path, access: Path | None = None) -> str:
+    """An API token for person `name` of the tests' access policy, kept in the store `db`:
+    how a test acts as another person."""
+    policy = load_access(str(access or os.environ["FUGGER_ACCESS"]))
+    with AuditStore(db) as store:
+        token, _ = create(store, policy, name, by="me", ttl=timedelta(days=1), now=utc_now())
+    return token
 
 
 def write_frozen_policies(dest: Path) -> Path:
@@ -209,11 +222,15 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_fugger_many(commands: Sequence[Sequence[str]], *,
-                    cwd: Path | None = None) -> list[subprocess.CompletedProcess[str]]:
-    """Run several independent `fugger` commands at once (each as in `run_fugger`), in order."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return list(pool.map(lambda args: run_fugger(args, cwd=cwd), commands))
+def run_fugger_many(commands: Sequence[Sequence[str]], *, cwd: Path | None = None,
+                    envs: Sequence[Mapping[str, str] | None] | None = None,
+                    workers: int = 4) -> list[subprocess.CompletedProcess[str]]:
+    """Run several independent `fugger` commands at once (each as in `run_fugger`, the i-th
+    with `envs[i]` added), in order."""
+    envs = list(envs) if envs is not None else [None] * len(commands)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: run_fugger(job[0], cwd=cwd, env=job[1]),
+                             zip(commands, envs, strict=True)))
 
 
 @pytest.fixture(scope="session")

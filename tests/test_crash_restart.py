@@ -369,7 +369,7 @@ def test_an_order_waiting_for_approval_is_not_queued_again_by_the_next_cycle(
         # A person approves what the queue shows; the next cycle sends it.
         for item in approvals.pending(store):
             approvals.decide(store, item.item_id, outcome="approved", by="ann",
-                             now=datetime(2025, 3, 3, 15, 2, tzinfo=UTC))
+                             now=datetime(2025, 3, 3, 15, 2, tzinfo=UTC), reason="checked")
         run_cycle(semi, store, paper, _aaa(3))
     buys = [o for o in paper.account_summary().orders if o.side.value == "BUY"]
     assert len(buys) == 1, [(o.client_id, o.shares, o.status.value) for o in buys]

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO_ROOT, run_fugger, run_fugger_many
+from conftest import REPO_ROOT, run_fugger, run_fugger_many, token_for
 
 from engine.audit.store import AuditStore
 from engine.execution import state as trading
@@ -54,8 +54,9 @@ def _paper_account(home: Path) -> None:
     init_account(home / PAPER, 200_000)
 
 
-def fugger(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_fugger(args, cwd=cwd)
+def fugger(cwd: Path, *args: str, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    return run_fugger(args, cwd=cwd, env=env)
 
 
 def _many(cwd: Path, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
@@ -115,20 +116,27 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     item = first["BBB"]["client_id"]
 
     # The queue outlives the process that filled it.
-    listed, posing = _many(home, ["approvals", "list", "--format", "json"],
-                           ["approvals", "approve", item, "--by", "ann"])
+    listed, posing, own = _many(home, ["approvals", "list", "--format", "json"],
+                                ["approvals", "approve", item, "--by", "ann", "--reason", "ok"],
+                                ["approvals", "approve", item, "--reason", "mine"])
     assert listed.returncode == 0, listed.stderr
     queue = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert [(q["item_id"], q["symbol"], q["shares"], q["rule"], q["outcome"]) for q in queue] \
-        == [(item, "BBB", first["BBB"]["shares"], "new-symbol-approval", None)]
+    assert [(q["item_id"], q["symbol"], q["shares"], q["rule"], q["outcome"],
+             q["requested_by"]) for q in queue] \
+        == [(item, "BBB", first["BBB"]["shares"], "new-symbol-approval", None, "me")]
     # --by names who acts; it cannot choose someone else.
     assert posing.returncode == 1 and "authenticated as me" in posing.stderr
+    # The person who stepped the cycle requested the order: four eyes.
+    assert own.returncode == 1 and "me requested item" in own.stderr
 
-    approved = fugger(home, "approvals", "approve", item)
+    as_ann = {"FUGGER_TOKEN": token_for("ann", home / AUDIT)}
+    approved = fugger(home, "approvals", "approve", item, "--reason", "new name, vetted",
+                      env=as_ann)
     assert approved.returncode == 0, approved.stderr
-    twice = fugger(home, "approvals", "approve", item)
+    twice = fugger(home, "approvals", "approve", item, "--reason", "again",
+                   env={"FUGGER_TOKEN": token_for("bob", home / AUDIT)})
     assert twice.returncode != 0
-    assert "already approved by me" in twice.stderr
+    assert "already approved by ann" in twice.stderr
 
     second = step(home)
     sent = [o for o in second["orders"] if o["client_id"] == item]
@@ -147,7 +155,7 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     decision_id = bodies[-1]["decision_id"]
     assert "new-symbol-approval" in why.stdout
     assert f"Decision {decision_id}" in why.stdout
-    assert "approved by me" in why.stdout
+    assert "approved by ann" in why.stdout
 
 
 def test_manual_mode_holds_every_order_and_a_rejected_one_is_never_sent(
@@ -161,10 +169,12 @@ def test_manual_mode_holds_every_order_and_a_rejected_one_is_never_sent(
                for o in first.values())
     rejected, approved = first["AAA"]["client_id"], first["BBB"]["client_id"]
 
-    posing, reject, approve = _many(
-        home, ["approvals", "reject", rejected, "--by", "fuggerbot"],
-        ["approvals", "reject", rejected, "--by", "me", "--reason", "not today"],
-        ["approvals", "approve", approved])
+    as_ann = {"FUGGER_TOKEN": token_for("ann", home / AUDIT)}
+    posing, reject, approve = run_fugger_many(
+        [["approvals", "reject", rejected, "--by", "fuggerbot", "--reason", "x"],
+         ["approvals", "reject", rejected, "--by", "me", "--reason", "not today"],
+         ["approvals", "approve", approved, "--reason", "fine"]], cwd=home,
+        envs=[None, None, as_ann])
     assert posing.returncode == 1 and "authenticated as me" in posing.stderr
     assert reject.returncode == 0, reject.stderr
     assert approve.returncode == 0, approve.stderr

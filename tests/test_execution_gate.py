@@ -277,7 +277,7 @@ def test_submit_with_an_item_nobody_approved_sends_nothing(
         gw = Gateway(store, broker, evaluators["semi_autonomous"])
         queued = gw.submit(order, decisions[Action.ALLOW], ACTIVE, cid="o-1", now=NOW)
         assert (queued.status, queued.rule) == ("pending_approval", "new-symbol-approval")
-        approvals.decide(store, "o-1", outcome="rejected", by="ann", now=NOW)
+        approvals.decide(store, "o-1", outcome="rejected", by="ann", now=NOW, reason="checked")
         waiting = gw.submit(order, decisions[Action.ALLOW], ACTIVE, cid="o-3", now=NOW)
         assert waiting.status == "pending_approval"
         # Naming an item that was rejected, is still waiting, or does not exist is no approval.
@@ -384,14 +384,17 @@ def test_an_item_is_queued_once_and_decided_once_by_a_named_person(tmp_path: Pat
                                  ttl_seconds=900) is None
         for nobody in ("", "   "):
             with pytest.raises(approvals.ApprovalError, match="--by"):
-                approvals.decide(store, "o-1", outcome="approved", by=nobody, now=NOW)
+                approvals.decide(store, "o-1", outcome="approved", by=nobody, now=NOW,
+                                 reason="checked")
         with pytest.raises(approvals.ApprovalError, match="no approval item"):
-            approvals.decide(store, "o-404", outcome="approved", by="ann", now=NOW)
-        done = approvals.decide(store, "o-1", outcome="approved", by="ann", now=NOW)
+            approvals.decide(store, "o-404", outcome="approved", by="ann", now=NOW,
+                             reason="checked")
+        done = approvals.decide(store, "o-1", outcome="approved", by="ann", now=NOW,
+                                reason="checked")
         assert (done.outcome, done.decided_by) == ("approved", "ann")
         for outcome in ("approved", "rejected"):
             with pytest.raises(approvals.ApprovalError, match="already approved by ann"):
-                approvals.decide(store, "o-1", outcome=outcome, by="bob", now=NOW)
+                approvals.decide(store, "o-1", outcome=outcome, by="bob", now=NOW, reason="checked")
         assert store.count(approvals.DECIDED) == 1
         assert approvals.pending(store) == []
 
@@ -408,11 +411,11 @@ def test_an_expired_item_is_rejected_automatically_and_recorded(tmp_path: Path) 
         assert [i.item_id for i in approvals.pending(store)] == ["o-2"]
         with pytest.raises(approvals.ApprovalError, match="already expired"):
             approvals.decide(store, "o-1", outcome="approved", by="ann",
-                             now=NOW + timedelta(minutes=16))
+                             now=NOW + timedelta(minutes=16), reason="checked")
         # Approving past the time-to-live is refused, and the item is expired on the spot.
         with pytest.raises(approvals.ApprovalError, match="expired"):
             approvals.decide(store, "o-2", outcome="approved", by="ann",
-                             now=NOW + timedelta(minutes=30))
+                             now=NOW + timedelta(minutes=30), reason="checked")
         after = approvals.get(store, "o-2")
         assert after is not None and after.outcome == "expired"
 
@@ -442,7 +445,7 @@ def _race_decide(path: str, item_id: str, by: str, start: Any, results: Any) -> 
     start.wait()
     with AuditStore(path) as store:
         try:
-            approvals.decide(store, item_id, outcome="approved", by=by, now=NOW)
+            approvals.decide(store, item_id, outcome="approved", by=by, now=NOW, reason="checked")
             results.put((item_id, by, "won"))
         except approvals.ApprovalError as e:
             results.put((item_id, by, f"lost: {e}"))
@@ -493,7 +496,7 @@ def test_an_order_approved_after_a_halt_is_denied_and_never_filled(
                                                snapshot("BBB", 50.0, t2)])
         assert halt.state.state is TradingState.HALTED
         target = held[0].client_id
-        approvals.decide(store, target, outcome="approved", by="ann", now=t2)
+        approvals.decide(store, target, outcome="approved", by="ann", now=t2, reason="checked")
 
         after = run_cycle(semi, store, broker, [snapshot("AAA", 100.0, t3),
                                                 snapshot("BBB", 50.0, t3)])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FROZEN_APPROVAL, FROZEN_SAFETY
+from conftest import FROZEN_APPROVAL, FROZEN_SAFETY, run_fugger_many, token_for
 from test_execution_cli import AUDIT, PAPER, _many, _paper_account, _workspace, fugger, step
 
 from engine.audit.store import AuditStore
@@ -235,8 +235,11 @@ def _approve_all(home: Path, doc: dict[str, Any]) -> dict[str, str]:
     """Approve every order `doc` queued; {symbol: item id}."""
     items = {o["symbol"]: o["client_id"] for o in doc["orders"]
              if o["status"] == "pending_approval"}
-    for proc in _many(home, *(["approvals", "approve", i]
-                              for i in items.values())):
+    # The person who stepped the cycle requested the orders: another person approves.
+    as_ann = {"FUGGER_TOKEN": token_for("ann", home / AUDIT)}
+    for proc in run_fugger_many([["approvals", "approve", i, "--reason", "price checked"]
+                                 for i in items.values()], cwd=home,
+                                envs=[as_ann] * len(items)):
         assert proc.returncode == 0, proc.stderr
     return items
 
@@ -323,7 +326,8 @@ def test_the_approval_policy_sets_the_price_tolerance_of_an_approval(tmp_path: P
                 order = OrderIntent("AAA", "BUY", 10, 100.0, 0)
                 queued = gateway.submit(order, d, trading.INITIAL, cid=cid, now=now)
                 assert queued.status == "pending_approval"
-                approvals.decide(store, cid, outcome="approved", by="ann", now=now)
+                approvals.decide(store, cid, outcome="approved", by="ann", now=now,
+                                 reason="checked")
                 sent = gateway.submit(order, d, trading.INITIAL, cid=cid, now=now,
                                       approved_item=cid, market_price=price)
                 outcomes[cid] = (sent.status, sent.rule)

@@ -17,7 +17,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,10 +168,20 @@ class AuditStore:
         records = self.append_many([(kind, ref, body)], unless=(ref, tuple(unless)))
         return records[0] if records else None
 
+    def append_checked(self, ref: str, build: Callable[[list[Record]], Sequence[
+            tuple[str, str, dict[str, Any]]]]) -> list[Record]:
+        """Read every record about `ref` and append what `build` makes of them, in one write
+        transaction: no other process appends in between, so a check made by `build` (say,
+        that a quorum is not reached yet) still holds when its records are committed. An
+        exception from `build` appends nothing and propagates."""
+        return self.append_many((), check=(ref, build))
+
     def append_many(self, items: Sequence[tuple[str, str, dict[str, Any]]], *,
-                    unless: tuple[str, tuple[str, ...]] | None = None) -> list[Record]:
+                    unless: tuple[str, tuple[str, ...]] | None = None,
+                    check: tuple[str, Callable[[list[Record]], Sequence[
+                        tuple[str, str, dict[str, Any]]]]] | None = None) -> list[Record]:
         """Append records in one transaction: all of them are committed, or none."""
-        if not items:
+        if not items and check is None:
             return []
         ts = format_utc(utc_now())
         out: list[Record] = []
@@ -189,6 +199,14 @@ class AuditStore:
                     hit = self._db.execute(f"SELECT 1 FROM records WHERE ref = ? AND kind IN "
                                            f"({marks}) LIMIT 1", (ref, *kinds)).fetchone()
                     if hit:
+                        for statement in undo:
+                            self._db.execute(statement)
+                        return []
+                if check is not None:
+                    items = check[1](list(self._rows(
+                        "SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+                        "WHERE ref = ? ORDER BY seq", (check[0],))))
+                    if not items:
                         for statement in undo:
                             self._db.execute(statement)
                         return []

@@ -22,6 +22,8 @@ class ApprovalNeed:
     rule: str | None
     source: str | None
     fired: tuple[str, ...] = ()
+    #: Distinct people who must approve: the most any fired rule asks for.
+    approvers: int = 1
 
 
 class ApprovalEvaluator:
@@ -43,6 +45,10 @@ class ApprovalEvaluator:
         self.price_tolerance = (float(tolerance) if tolerance is not None
                                 else DEFAULT_PRICE_TOLERANCE)
         self._compiled = CompiledPolicy(self.policy) if self.policy else None
+        spec = self.policy.spec if self.policy else {}
+        self.default_approvers = int(spec.get("approvers", 1))
+        self._approvers = {str(r["id"]): int(r.get("approvers", self.default_approvers))
+                           for r in spec.get("rules", ())}
 
     def need(self, order_facts: dict[str, Any]) -> ApprovalNeed:
         """Does this order (facts: order_notional, order_opens, symbol_held, safety_action)
@@ -51,14 +57,18 @@ class ApprovalEvaluator:
             return ApprovalNeed(False, None, None)
         source = self.policy.path if self.policy else None
         if self.mode == "manual":
-            return ApprovalNeed(True, "mode-manual", source)
+            return ApprovalNeed(True, "mode-manual", source, (), self.default_approvers)
         outcome = self._compiled.evaluate(order_facts)
         fired = tuple(r.id for r in outcome.fired)
         if outcome.problems:
+            # A fact that cannot be read: as many people as the strictest rule asks for.
+            most = max([self.default_approvers, *self._approvers.values()])
             return ApprovalNeed(True, outcome.problems[0].rule_name,
-                                outcome.deciding_source, fired)
+                                outcome.deciding_source, fired, most)
         if outcome.fired:
-            return ApprovalNeed(True, outcome.fired[0].id, outcome.fired[0].source, fired)
+            return ApprovalNeed(True, outcome.fired[0].id, outcome.fired[0].source, fired,
+                                max(self._approvers.get(r, self.default_approvers)
+                                    for r in fired))
         return ApprovalNeed(False, None, None)
 
     def close(self) -> None:

@@ -58,6 +58,8 @@ class GateResult:
     verdict: Verdict
     rule: str | None
     reason: str
+    #: How many distinct people must approve a held order.
+    approvers: int = 1
 
 
 def gate(order: OrderIntent, decision: Decision | None, state: StateView,
@@ -83,7 +85,8 @@ def gate(order: OrderIntent, decision: Decision | None, state: StateView,
                           f"{action.value}: orders that open or grow a position are denied")
     if order.opens and action is Action.WAIT_CONFIRMATION and not approved:
         return GateResult(Verdict.PENDING_APPROVAL, rule,
-                          "held until a clear evaluation or a person's approval")
+                          "held until a clear evaluation or a person's approval",
+                          approvals.default_approvers)
     if approved:
         return GateResult(Verdict.SEND, None, "approved, and the rails allow it now")
     need = approvals.need({
@@ -94,5 +97,7 @@ def gate(order: OrderIntent, decision: Decision | None, state: StateView,
     })
     if need.required:
         return GateResult(Verdict.PENDING_APPROVAL, need.rule,
-                          f"the approval policy ({approvals.mode}) asks for a person")
+                          f"the approval policy ({approvals.mode}) asks for "
+                          + ("a person" if need.approvers == 1 else f"{need.approvers} people"),
+                          need.approvers)
     return GateResult(Verdict.SEND, None, "the rails and the approval policy allow it")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from engine.access.model import SYSTEM
 from engine.audit.store import AuditStore
 from engine.decision import Decision
 from engine.execution import approvals
@@ -48,8 +49,10 @@ class OrderOutcome:
 class Gateway:
     def __init__(self, store: AuditStore, broker: Broker, approval: ApprovalEvaluator, *,
                  run_id: str | None = None, retry_sleep: Callable[[float], None] = time.sleep,
-                 on_broker_error: Callable[[str, str], None] | None = None) -> None:
+                 on_broker_error: Callable[[str, str], None] | None = None,
+                 requester: str = SYSTEM) -> None:
         self.store = store
+        self.requester = requester
         self.broker = broker
         self.approval = approval
         self.run_id = run_id
@@ -88,7 +91,8 @@ class Gateway:
                               shares=order.shares, price=order.price, rule=result.rule or "",
                               decision_id=decision.decision_id, requested_at=now,
                               ttl_seconds=self.approval.ttl_seconds,
-                              context=self._context(decision, order))
+                              context=self._context(decision, order),
+                              approvers=result.approvers, requested_by=self.requester)
             self._record(cid, order, "pending_approval", result, decision, now)
             return OrderOutcome(cid, order, "pending_approval", result.rule, result.reason)
         return self._send(cid, order, result, decision, now)

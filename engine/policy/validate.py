@@ -195,6 +195,9 @@ def _semantic_problems(doc: YamlDocument) -> Iterator[Problem]:
                           f"duplicate rule id '{rid}' (first defined at line {first.line})")
             else:
                 seen[rid] = rpath
+        if "approvers" in rule and doc.data.get("kind") != "ApprovalPolicy":
+            yield _at(doc, (*rpath, "approvers"), "'approvers' belongs to ApprovalPolicy rules: "
+                                                 "only a held order waits for people", key=True)
         when = rule.get("when")
         if when is not None:
             yield from _condition_problems(doc, when, (*rpath, "when"))

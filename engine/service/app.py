@@ -81,8 +81,8 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     @app.post("/v1/orders")
     def orders(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
         """Order intents through the one gate: each sent, held for a person or denied."""
-        who(request, "trade", "orders")
-        results = runtime.orders(_orders(body))
+        actor = who(request, "trade", "orders")
+        results = runtime.orders(_orders(body), requester=actor.name)
         for r in results:
             metrics.gate.labels(r.status).inc()
         return {"orders": [r.to_json() for r in results]}

@@ -127,14 +127,16 @@ class Runtime:
             self.latest.update(governed)
             return made
 
-    def orders(self, intents: Sequence[OrderRequestIn]) -> list[OrderResult]:
+    def orders(self, intents: Sequence[OrderRequestIn], *,
+               requester: str) -> list[OrderResult]:
         """Each intent through the one gateway (rails, trading state, approval policy); a
-        client id already recorded is reported, never sent again."""
+        client id already recorded is reported, never sent again. An order held for approval
+        names `requester`, who cannot approve it."""
         with self.lock:
             compiled = self._need_policies()
             now = self._now()
             approvals.expire_due(self.store, now)
-            gateway = Gateway(self.store, self.broker, compiled.approval)
+            gateway = Gateway(self.store, self.broker, compiled.approval, requester=requester)
             state = trading.load(self.store)
             positions = self.broker.positions()
             out = []

@@ -18,7 +18,8 @@ Findings (every one is certain; what cannot be proved is not reported):
 - `shadowed-rule` (warning): a rule that can never decide, because another rule of the same
   kind fires whenever it does and wins: its action is more restrictive (engine.actions order),
   or it is as restrictive and comes first. The other rule must read no fact the first does
-  not, so it can never be kept from firing by a missing fact.
+  not, so it can never be kept from firing by a missing fact. An approval rule that asks for
+  more approvers than the other is never shadowed: it raises the quorum when it fires.
 - `threshold-conflict` (warning): thresholds of different parts of the set that work against
   each other:
   * a rotation eligibility bound (`min_frs`: frs >= it, `min_expected_return`:
@@ -377,7 +378,8 @@ def _pairs(live: Sequence[_Analysed]) -> Iterator[Finding]:
                                   f"'{s.id}' at {s.pos} ({s.action}): {r.when.text()}",
                                   (s.pos,))
                 continue
-            if not _accepts_all(ps, pr):
+            if not _accepts_all(ps, pr) or _approvers(pr, r.id) > _approvers(ps, s.id):
+                # A rule asking for more approvers matters even when it never decides.
                 continue
             sev_r, sev_s = _severity(pr.kind, r.action), _severity(ps.kind, s.action)
             if sev_s > sev_r or (sev_s == sev_r and order[s.id] < order[r.id]):
@@ -387,6 +389,15 @@ def _pairs(live: Sequence[_Analysed]) -> Iterator[Finding]:
                               f"rule '{r.id}' can never decide: rule '{s.id}' at {s.pos} "
                               f"fires whenever it fires and {why} ({r.when.text()} implies "
                               f"{s.when.text()})", (s.pos,))
+
+
+def _approvers(policy: Policy, rule_id: str) -> int:
+    """How many people an ApprovalPolicy rule asks for (1 for any other rule)."""
+    default = int(policy.spec.get("approvers", 1))
+    for r in policy.spec.get("rules", ()):
+        if r.get("id") == rule_id:
+            return int(r.get("approvers", default))
+    return default
 
 
 def _accepts_all(winner: Policy, loser: Policy) -> bool:
