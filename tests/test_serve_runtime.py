@@ -30,8 +30,9 @@ def test_an_order_never_rests_on_a_decision_older_than_the_max_fact_age(tmp_path
         [d] = runtime.decide([{"ts": format_utc(utc_now()), "symbol": "AAA", **CALM}])
         assert d.action.value == "allow"
         order = OrderRequestIn("AAA", "BUY", 1, 100.0)
-        assert runtime.orders([OrderRequestIn("AAA", "BUY", 1, 100.0, "fresh")])[0].status \
-            == "filled"
+        fresh = runtime.orders([OrderRequestIn("AAA", "BUY", 1, 100.0, "fresh")],
+                               requester="tim")
+        assert fresh[0].status == "filled"
         clock["now"] = utc_now() + timedelta(days=1, seconds=1)
-        [stale] = runtime.orders([order])
+        [stale] = runtime.orders([order], requester="tim")
         assert (stale.status, stale.rule) == ("denied", "decision-missing")
