@@ -41,7 +41,7 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/fugger test policies/tests --policies policies --min-coverage 100
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run

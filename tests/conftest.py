@@ -1,7 +1,9 @@
-"""Shared fixtures: where the repository is, running the `fugger` command, writing policies."""
+"""Shared fixtures: where the repository is, running the `fugger` command (as a real process or
+in-process), writing policies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -15,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from typer.testing import CliRunner
 
+from cli.main import app
 from engine.access.identity import os_user
 from engine.access.loading import load_access
 from engine.access.tokens import create
@@ -222,6 +226,23 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def invoke_fugger(args: Sequence[str], *, cwd: Path | None = None, stdin: str | None = None,
+                  env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `fugger ARGS` in this process (typer's CliRunner on the same app as the command),
+    with the working directory, standard input and environment a real process would have.
+    The answer reads like `run_fugger`'s. An exception that escapes a command fails the test
+    with its traceback, as would a traceback or an internal error on stderr: `fugger` would
+    have ended in one. Not thread-safe (it changes the working directory): one at a time."""
+    with contextlib.chdir(cwd if cwd is not None else REPO_ROOT):
+        result = CliRunner().invoke(app, list(args), input=stdin if stdin is not None else "",
+                                    env=dict(env or {}), catch_exceptions=False)
+    proc = subprocess.CompletedProcess(["fugger", *args], result.exit_code, result.stdout,
+                                       result.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "internal error" not in proc.stderr, proc.stderr
+    return proc
+
+
 def run_fugger_many(commands: Sequence[Sequence[str]], *, cwd: Path | None = None,
                     envs: Sequence[Mapping[str, str] | None] | None = None,
                     workers: int = 4) -> list[subprocess.CompletedProcess[str]]:
@@ -243,6 +264,17 @@ def run_cli() -> RunCli:
     def run(*args: str, cwd: Path | None = None, stdin: str | None = None,
             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return run_fugger(args, cwd=cwd, stdin=stdin, env=env)
+
+    return run
+
+
+@pytest.fixture
+def invoke_cli() -> RunCli:
+    """`fugger` in-process (see `invoke_fugger`): the default for checking what a command
+    prints and records; `run_cli` for the few end-to-end runs of each command."""
+    def run(*args: str, cwd: Path | None = None, stdin: str | None = None,
+            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return invoke_fugger(args, cwd=cwd, stdin=stdin, env=env)
 
     return run
 

@@ -1,4 +1,5 @@
-"""The `fugger` command as a user runs it: real processes, real files, real audit stores."""
+"""The `fugger` command as a user runs it: real files, real audit stores; in-process, with one
+real process per command (validate, eval, explain, audit) end to end."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SAFETY_YAML, RunCli, WritePolicy, run_fugger_many
+from conftest import SAFETY_YAML, RunCli, WritePolicy, invoke_fugger, run_fugger_many
 
 from engine.audit.store import AuditStore
 from engine.schemas import validator
@@ -72,10 +73,10 @@ def test_validate_good_and_bad(safety_dir: Path, write_policy: WritePolicy,
 
 
 def test_eval_refuses_invalid_policies(write_policy: WritePolicy, tmp_path: Path,
-                                       run_cli: RunCli) -> None:
+                                       invoke_cli: RunCli) -> None:
     write_policy(SAFETY_YAML.read_text(encoding="utf-8").replace("drift_score", "drift"))
     (tmp_path / "f.jsonl").write_text(json.dumps(CALM) + "\n")
-    code, _, err = eval_json(run_cli, tmp_path, "f.jsonl")
+    code, _, err = eval_json(invoke_cli, tmp_path, "f.jsonl")
     assert code == 1
     assert "unknown fact 'drift'" in err
     assert "did you mean drift_score" in err
@@ -102,9 +103,9 @@ def test_eval_jsonl(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
     assert recorded[2]["source"] == "facts.jsonl:4"  # the blank line counts
 
 
-def test_eval_json_array(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
+def test_eval_json_array(safety_dir: Path, tmp_path: Path, invoke_cli: RunCli) -> None:
     (tmp_path / "facts.json").write_text(json.dumps(SNAPSHOTS, indent=2))
-    code, docs, err = eval_json(run_cli, tmp_path, "facts.json")
+    code, docs, err = eval_json(invoke_cli, tmp_path, "facts.json")
     assert code == 0, err
     assert outcomes(docs) == EXPECTED
     assert [r["source"] for r in decisions_in(tmp_path / "audit.db")] == [
@@ -112,7 +113,7 @@ def test_eval_json_array(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> N
 
 
 def test_eval_csv_empty_cell_is_a_missing_fact(safety_dir: Path, tmp_path: Path,
-                                               run_cli: RunCli) -> None:
+                                               invoke_cli: RunCli) -> None:
     (tmp_path / "facts.csv").write_text(
         "ts,symbol,drift_score,volatility,coherence,frs,meta_reliability\n"
         f"{TS},SP500,0.1,0.12,0.9,0.9,0.9\n"
@@ -120,7 +121,7 @@ def test_eval_csv_empty_cell_is_a_missing_fact(safety_dir: Path, tmp_path: Path,
         f"{TS},NASDAQ,0.85,0.12,0.9,0.9,0.3\n"
         f"{TS},GOLD,0.1,abc,0.9,0.9,0.9\n"
         f"{TS},SILVER,0.1,0.12,0.9,0.9,\n")
-    code, docs, err = eval_json(run_cli, tmp_path, "facts.csv")
+    code, docs, err = eval_json(invoke_cli, tmp_path, "facts.csv")
     assert code == 0, err
     assert outcomes(docs) == [
         ("allow", None),
@@ -144,18 +145,18 @@ def test_eval_stdin(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
 
 
 def test_eval_stdin_csv_with_input_format(safety_dir: Path, tmp_path: Path,
-                                          run_cli: RunCli) -> None:
+                                          invoke_cli: RunCli) -> None:
     text = ("ts,symbol,drift_score,volatility,coherence,frs,meta_reliability\n"
             f"{TS},SP500,0.1,0.12,0.5,0.9,0.9\n")
-    code, docs, err = eval_json(run_cli, tmp_path, "-", "--input-format", "csv", stdin=text)
+    code, docs, err = eval_json(invoke_cli, tmp_path, "-", "--input-format", "csv", stdin=text)
     assert code == 0, err
     assert outcomes(docs) == [("block_new", "coherence-break-block")]
 
 
-def test_eval_text_output(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
+def test_eval_text_output(safety_dir: Path, tmp_path: Path, invoke_cli: RunCli) -> None:
     (tmp_path / "facts.jsonl").write_text(json.dumps(SNAPSHOTS[1]) + "\n")
-    proc = run_cli("eval", "--policies", "policies", "--facts", "facts.jsonl", "--audit",
-                   "audit.db", "--clock", "snapshot", cwd=tmp_path, env={"COLUMNS": "240"})
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", "facts.jsonl", "--audit",
+                      "audit.db", "--clock", "snapshot", cwd=tmp_path, env={"COLUMNS": "240"})
     assert proc.returncode == 0, proc.stderr
     assert "1 decision(s), recorded in audit.db" in proc.stdout
     assert "halt" in proc.stdout
@@ -164,15 +165,15 @@ def test_eval_text_output(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> 
 
 
 def test_eval_invalid_json_line_records_nothing(safety_dir: Path, tmp_path: Path,
-                                                run_cli: RunCli) -> None:
+                                                invoke_cli: RunCli) -> None:
     (tmp_path / "good.jsonl").write_text(json.dumps(CALM) + "\n")
-    code, _, err = eval_json(run_cli, tmp_path, "good.jsonl")
+    code, _, err = eval_json(invoke_cli, tmp_path, "good.jsonl")
     assert code == 0, err
     assert len(decisions_in(tmp_path / "audit.db")) == 1
 
     (tmp_path / "bad.jsonl").write_text(json.dumps(CALM) + "\n{\"ts\": \n"
                                         + json.dumps(SNAPSHOTS[1]) + "\n")
-    proc = run_cli("eval", "--policies", "policies", "--facts", "bad.jsonl", "--audit",
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", "bad.jsonl", "--audit",
                    "audit.db", "--format", "json", cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stdout == ""
@@ -182,9 +183,9 @@ def test_eval_invalid_json_line_records_nothing(safety_dir: Path, tmp_path: Path
 
 
 def test_eval_invalid_json_records_nothing_in_a_new_store(safety_dir: Path, tmp_path: Path,
-                                                          run_cli: RunCli) -> None:
+                                                          invoke_cli: RunCli) -> None:
     (tmp_path / "bad.json").write_text("[" + json.dumps(CALM) + ",\n{oops}]")
-    proc = run_cli("eval", "--policies", "policies", "--facts", "bad.json", "--audit",
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", "bad.json", "--audit",
                    "audit.db", cwd=tmp_path)
     assert proc.returncode == 1
     assert "bad.json:2:" in proc.stderr
@@ -193,12 +194,12 @@ def test_eval_invalid_json_records_nothing_in_a_new_store(safety_dir: Path, tmp_
 
 
 def test_eval_csv_with_ragged_row_records_nothing(safety_dir: Path, tmp_path: Path,
-                                                  run_cli: RunCli) -> None:
+                                                  invoke_cli: RunCli) -> None:
     (tmp_path / "facts.csv").write_text(
         "ts,symbol,drift_score,volatility,coherence,frs,meta_reliability\n"
         f"{TS},SP500,0.1,0.12,0.9,0.9,0.9\n"
         f"{TS},WTI,0.1,0.12\n")
-    proc = run_cli("eval", "--policies", "policies", "--facts", "facts.csv", "--audit",
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", "facts.csv", "--audit",
                    "audit.db", cwd=tmp_path)
     assert proc.returncode == 1
     assert "facts.csv:3:" in proc.stderr
@@ -206,17 +207,17 @@ def test_eval_csv_with_ragged_row_records_nothing(safety_dir: Path, tmp_path: Pa
     assert not db.exists() or decisions_in(db) == []
 
 
-def test_eval_missing_facts_file(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
-    proc = run_cli("eval", "--policies", "policies", "--facts", "nope.jsonl", "--audit",
+def test_eval_missing_facts_file(safety_dir: Path, tmp_path: Path, invoke_cli: RunCli) -> None:
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", "nope.jsonl", "--audit",
                    "audit.db", cwd=tmp_path)
     assert proc.returncode == 1
     assert "nope.jsonl" in proc.stderr
 
 
 def test_eval_snapshot_that_is_not_an_object(safety_dir: Path, tmp_path: Path,
-                                             run_cli: RunCli) -> None:
+                                             invoke_cli: RunCli) -> None:
     (tmp_path / "facts.jsonl").write_text("[1, 2]\n\"SP500\"\nnull\n")
-    code, docs, err = eval_json(run_cli, tmp_path, "facts.jsonl")
+    code, docs, err = eval_json(invoke_cli, tmp_path, "facts.jsonl")
     assert code == 0, err
     assert outcomes(docs) == [("halt", "fact-invalid:snapshot")] * 3
 
@@ -234,8 +235,8 @@ USAGE_ERRORS: list[tuple[str, ...]] = [
 
 def test_usage_errors_exit_2(safety_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "f.jsonl").write_text(json.dumps(CALM) + "\n")
-    for args, proc in zip(USAGE_ERRORS, run_fugger_many(USAGE_ERRORS, cwd=tmp_path),
-                          strict=True):
+    for args in USAGE_ERRORS:
+        proc = invoke_fugger(args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.strip(), args
     assert not (tmp_path / ".fugger").exists()
@@ -249,7 +250,8 @@ HELP: list[tuple[str, ...]] = [
 
 
 def test_help(tmp_path: Path) -> None:
-    for args, proc in zip(HELP, run_fugger_many(HELP, cwd=tmp_path), strict=True):
+    for args in HELP:
+        proc = invoke_fugger(args, cwd=tmp_path)
         assert proc.returncode == 0, (args, proc.stderr)
         assert "Usage" in proc.stdout, args
         assert proc.stderr == "", args
@@ -286,10 +288,10 @@ def test_explain_shows_every_rule(safety_dir: Path, tmp_path: Path, run_cli: Run
 
 
 def test_explain_json_and_unknown_facts(safety_dir: Path, tmp_path: Path,
-                                        run_cli: RunCli) -> None:
+                                        invoke_cli: RunCli) -> None:
     snap = {k: v for k, v in CALM.items() if k != "coherence"}
-    proc = run_cli("explain", "--policies", "policies", "--facts", "-", "--format", "json",
-                   "--clock", "snapshot", cwd=tmp_path, stdin=json.dumps(snap) + "\n")
+    proc = invoke_cli("explain", "--policies", "policies", "--facts", "-", "--format", "json",
+                      "--clock", "snapshot", cwd=tmp_path, stdin=json.dumps(snap) + "\n")
     assert proc.returncode == 0, proc.stderr
     (report,) = [json.loads(ln) for ln in proc.stdout.splitlines()]
     validator("decision").validate(report["decision"])
@@ -310,9 +312,10 @@ def test_explain_json_and_unknown_facts(safety_dir: Path, tmp_path: Path,
 # --- audit commands on what eval recorded -------------------------------------------------
 
 
-def test_audit_list_show_and_unknown_ids(safety_dir: Path, tmp_path: Path, run_cli: RunCli) -> None:
+def test_audit_list_show_and_unknown_ids(safety_dir: Path, tmp_path: Path,
+                                         invoke_cli: RunCli) -> None:
     (tmp_path / "facts.jsonl").write_text("".join(json.dumps(s) + "\n" for s in SNAPSHOTS))
-    code, docs, err = eval_json(run_cli, tmp_path, "facts.jsonl")
+    code, docs, err = eval_json(invoke_cli, tmp_path, "facts.jsonl")
     assert code == 0, err
     listed, shown, missing, why_missing = run_fugger_many(
         [("audit", "list", "--audit", "audit.db", "--format", "json", "--kind", "decision"),
@@ -337,12 +340,12 @@ def test_audit_list_show_and_unknown_ids(safety_dir: Path, tmp_path: Path, run_c
 
 @pytest.mark.parametrize("name", ["facts.jsonl", "facts.json"])
 def test_eval_deeply_nested_json_is_invalid_input(safety_dir: Path, tmp_path: Path,
-                                                  run_cli: RunCli, name: str) -> None:
+                                                  invoke_cli: RunCli, name: str) -> None:
     deep = json.dumps(CALM)[:-1] + ', "junk": ' + "[" * 5000 + "]" * 5000 + "}"
     lines = [json.dumps(CALM), deep]
     text = "\n".join(lines) + "\n" if name.endswith("jsonl") else "[" + ",\n".join(lines) + "]"
     (tmp_path / name).write_text(text)
-    proc = run_cli("eval", "--policies", "policies", "--facts", name, "--audit", "audit.db",
+    proc = invoke_cli("eval", "--policies", "policies", "--facts", name, "--audit", "audit.db",
                    cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.startswith(f"{name}:")
@@ -351,12 +354,12 @@ def test_eval_deeply_nested_json_is_invalid_input(safety_dir: Path, tmp_path: Pa
 
 
 def test_eval_integer_beyond_float_fails_closed(safety_dir: Path, tmp_path: Path,
-                                                run_cli: RunCli) -> None:
+                                                invoke_cli: RunCli) -> None:
     huge = "1" + "0" * 400
     line = json.dumps({**CALM, "drift_score": 0.0}).replace('"drift_score": 0.0',
                                                              f'"drift_score": {huge}')
     (tmp_path / "facts.jsonl").write_text(json.dumps(CALM) + "\n" + line + "\n")
-    code, docs, err = eval_json(run_cli, tmp_path, "facts.jsonl")
+    code, docs, err = eval_json(invoke_cli, tmp_path, "facts.jsonl")
     assert code == 0, err
     assert outcomes(docs) == [("allow", None), ("halt", "fact-invalid:drift_score")]
     assert len(decisions_in(tmp_path / "audit.db")) == 2

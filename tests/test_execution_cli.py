@@ -1,5 +1,7 @@
-"""The trading commands as a new user runs them: each test in its own directory, every
-command a real process on the default file locations, no traceback on any stderr."""
+"""The trading commands as a new user runs them: each test in its own directory, on the
+default file locations, no traceback on any stderr. Commands run in-process; the first cycle
+of each test (paper init, step, approvals, resume) also runs as a real process, so every
+command is seen end to end and the state it leaves is read by the next process."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO_ROOT, run_fugger, run_fugger_many, token_for
+from conftest import REPO_ROOT, invoke_fugger, run_fugger, run_fugger_many, token_for
 
 from engine.audit.store import AuditStore
 from engine.execution import state as trading
@@ -56,15 +58,27 @@ def _paper_account(home: Path) -> None:
 
 def fugger(cwd: Path, *args: str, env: dict[str, str] | None = None,
            ) -> subprocess.CompletedProcess[str]:
-    return run_fugger(args, cwd=cwd, env=env)
+    return invoke_fugger(args, cwd=cwd, env=env)
+
+
+def process(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fugger ARGS` as a real process."""
+    return run_fugger(args, cwd=cwd)
 
 
 def _many(cwd: Path, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Commands one after another in-process."""
+    return [invoke_fugger(c, cwd=cwd) for c in commands]
+
+
+def _processes(cwd: Path, *commands: list[str]) -> list[subprocess.CompletedProcess[str]]:
+    """Independent commands as real processes, at once."""
     return run_fugger_many(commands, cwd=cwd)
 
 
-def step(cwd: Path, facts: str = "facts.jsonl") -> dict[str, Any]:
-    proc = fugger(cwd, "step", "--policies", "policies", "--facts", facts, "--format", "json")
+def step(cwd: Path, facts: str = "facts.jsonl", *, as_process: bool = False) -> dict[str, Any]:
+    args = ("step", "--policies", "policies", "--facts", facts, "--format", "json")
+    proc = process(cwd, *args) if as_process else fugger(cwd, *args)
     assert proc.returncode == 0, proc.stderr
     doc: dict[str, Any] = json.loads(proc.stdout)
     return doc
@@ -76,11 +90,11 @@ def _orders(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_autonomous_cycle_fills_its_orders_and_paper_show_agrees(tmp_path: Path) -> None:
     home = _workspace(tmp_path, "autonomous")
-    init = fugger(home, "paper", "init", "--cash", "200000")
+    init = process(home, "paper", "init", "--cash", "200000")
     assert init.returncode == 0, init.stderr
     assert (home / PAPER).is_file()
 
-    doc = step(home)
+    doc = step(home, as_process=True)
     assert doc["trading_state"]["state"] == "ACTIVE"
     assert doc["rebalance"]["triggered"] and doc["rebalance"]["rule"] == "first-build"
     orders = _orders(doc)
@@ -116,7 +130,7 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     item = first["BBB"]["client_id"]
 
     # The queue outlives the process that filled it.
-    listed, posing, own = _many(home, ["approvals", "list", "--format", "json"],
+    listed, posing, own = _processes(home, ["approvals", "list", "--format", "json"],
                                 ["approvals", "approve", item, "--by", "ann", "--reason", "ok"],
                                 ["approvals", "approve", item, "--reason", "mine"])
     assert listed.returncode == 0, listed.stderr
@@ -226,7 +240,7 @@ def test_a_halt_latches_and_only_a_named_resume_with_a_reason_lifts_it(
                                   for o in calm["orders"])
     assert PaperBroker(home / PAPER).account_summary().orders == ()
 
-    resumed = fugger(home, "resume", "--reason", "drift is back under 0.8")
+    resumed = process(home, "resume", "--reason", "drift is back under 0.8")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed by me" in resumed.stdout
 

@@ -1,6 +1,7 @@
-"""`fugger rotate` as a user runs it: books and facts written to files, real processes.
+"""`fugger rotate` as a user runs it: books and facts written to files.
 
-Every scenario runs once, all of them in parallel, and each test reads the JSON it printed.
+Every scenario runs once, in-process, and each test reads the JSON it printed; one scenario is
+run again as a real process, which must print the same bytes, and so is one bad input.
 The plan the rotation would make before the rails gate it is computed in-process from the same
 book and facts, so each gated line can be traced back to a planned one.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, run_fugger_many
+from conftest import REPO_ROOT, invoke_fugger, run_fugger
 
 from engine.policy.loader import load_policy_set
 from engine.portfolio.book import Book
@@ -166,6 +167,8 @@ SCENARIOS: dict[str, Scenario] = {
     "rails_over_reversed": Scenario(50_000.0, dict(reversed(OVER.items())), RAILS[::-1],
                                     days_before(30)),
 }
+# The scenario that also runs as a real process.
+AS_PROCESS = {"rails_over_again"}
 # Held symbols whose price is unusable, one way each, and one of them under flatten, whose exit
 # cannot be priced. BBB is not held, so the book is far outside its bands and only the
 # missing prices stop the rebalance.
@@ -204,7 +207,9 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Ran]:
         commands.append(["rotate", "--policies", str(POLICIES), "--facts",
                          str(folder / "facts.json"), "--portfolio", str(folder / "book.yaml"),
                          "--format", "json", "--clock", "snapshot"])
-    procs = run_fugger_many(commands)
+    # In a separate process, with its own hash seed, so set or dict order cannot hide.
+    procs = [run_fugger(args) if name in AS_PROCESS else invoke_fugger(args)
+             for name, args in zip(SCENARIOS, commands, strict=True)]
     return {name: Ran(sc, p) for (name, sc), p in zip(SCENARIOS.items(), procs, strict=True)}
 
 
@@ -521,6 +526,8 @@ BAD_INPUTS: dict[str, tuple[str, str, str, str]] = {
     "bad_json_facts": ("book.yaml", SCENARIOS["first_build"].book_yaml(), "facts.json",
                        '[{"ts": "2024-03-28T21:00:00Z", "symbol": "AAA",}]\n'),
 }
+# The bad input that also runs as a real process: the exit code and stderr a shell sees.
+BAD_AS_PROCESS = {"bad_yaml_book"}
 # The file each message must name.
 BAD_FILE = {"missing_book": "book", "bad_yaml_book": "book", "bad_json_facts": "facts"}
 # What follows the file name: the position where the parser knows it, and the problem.
@@ -545,7 +552,8 @@ def bad_runs(tmp_path_factory: pytest.TempPathFactory,
         files.append((book, facts))
         commands.append(["rotate", "--policies", str(POLICIES), "--facts", str(facts),
                          "--portfolio", str(book), "--format", "json", "--clock", "snapshot"])
-    procs = run_fugger_many(commands)
+    procs = [run_fugger(args) if name in BAD_AS_PROCESS else invoke_fugger(args)
+             for name, args in zip(BAD_INPUTS, commands, strict=True)]
     return {name: (b, f, p) for name, (b, f), p in zip(BAD_INPUTS, files, procs, strict=True)}
 
 
