@@ -20,16 +20,6 @@ class Action(StrEnum):
         """Higher is more restrictive: allow is 0, halt is 4."""
         return _SEVERITY[self]
 
-    @property
-    def allows_opening(self) -> bool:
-        """Whether an order that opens or grows a position may go out without being held."""
-        return self is Action.ALLOW
-
-    @property
-    def allows_reducing(self) -> bool:
-        """Whether an order that reduces a position may go out."""
-        return self is not Action.HALT
-
 
 _ORDER: tuple[Action, ...] = tuple(Action)
 _SEVERITY: dict[Action, int] = {a: len(_ORDER) - 1 - i for i, a in enumerate(_ORDER)}

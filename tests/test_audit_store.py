@@ -102,9 +102,12 @@ def test_opening_a_missing_store_without_create_fails(tmp_path: Path) -> None:
 
 def test_a_store_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
-    junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(AuditError):
+    content = b"this is not a database" * 100
+    junk.write_bytes(content)
+    with pytest.raises(AuditError) as refused:
         AuditStore(junk)
+    assert str(refused.value).startswith(f"{junk}: cannot open the audit store: ")
+    assert junk.read_bytes() == content  # nothing was written over the file
 
 
 @pytest.mark.parametrize(
@@ -347,3 +350,25 @@ def test_why_explains_a_recorded_decision(safety_dir: Path, tmp_path: Path,
     assert report["decision"]["decision"]["deciding_rule"]["rule"] == "drift-spike-halt"
     assert report["decision"]["facts"] == WHY_FACTS[2]
     assert "same action" in report["decision"]["replay"]
+
+
+def test_a_batch_that_fails_inside_its_transaction_records_nothing(db_path: Path) -> None:
+    """SQLite refusing one record of a batch (here a trigger standing in for a full disk or a
+    constraint) refuses the whole batch: the caller gets an AuditError, never records that
+    were not committed, and the chain goes on as if the batch had not been tried."""
+    with AuditStore(db_path) as store:
+        store.append("decision", "before", {"n": 0})
+        with closing(sqlite3.connect(db_path, isolation_level=None)) as db:
+            db.execute("CREATE TRIGGER refuse_poison BEFORE INSERT ON records "
+                       "WHEN NEW.kind = 'poison' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        batch = [("decision", "d-1", {"n": 1}), ("poison", "p-1", {"n": 2}),
+                 ("decision", "d-2", {"n": 3})]
+        with pytest.raises(AuditError, match="could not record: disk full"):
+            store.append_many(batch)
+        assert [r.ref for r in store.iter_records()] == ["before"]
+        after = store.append("decision", "after", {"n": 4})
+        assert after.seq == 2
+        assert store.verify().ok
+    with AuditStore(db_path) as again:
+        assert [r.ref for r in again.iter_records()] == ["before", "after"]
+        assert again.verify().ok

@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import multiprocessing
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from engine.execution.broker import OrderStatus
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
 from engine.execution.gateway import Gateway, latest_status
 from engine.execution.paper import PaperBroker, init_account
+from engine.execution.records import ORDER
 from engine.execution.state import StateView, TradingState
 from engine.policy.loader import policy_set_from_texts
 from engine.policy.model import PolicySet
@@ -212,6 +213,32 @@ def test_a_side_that_is_neither_buy_nor_sell_is_never_sent(
                 if gate(order, decisions[action], ACTIVE, evaluators[mode]).verdict is SEND:
                     sent.append(f"{side!r} under {action.value} ({mode})")
     assert sent == [], "sent: " + ", ".join(sent)
+
+
+MALFORMED: dict[str, list[Any]] = {
+    "shares": [0, -5, True, False, 2.5, 10.0, "10", None],
+    "price": [0.0, -1.0, 0, float("inf"), float("nan"), True, "100", None],
+    "held_shares": [-1, True, 1.5, "100", None],
+}
+
+
+@pytest.mark.parametrize(("field", "bad"), [(f, v) for f, vs in MALFORMED.items() for v in vs],
+                         ids=repr)
+def test_an_order_with_unusable_shares_price_or_holding_is_never_sent(
+        field: str, bad: Any, evaluators: dict[str, ApprovalEvaluator],
+        decisions: dict[Action, Decision]) -> None:
+    """Zero, negative, fractional, boolean or missing quantities and prices: the gate cannot
+    size such an order, so it is denied under every action and mode, approved or not."""
+    for mode in MODES:
+        for action in Action:
+            for side in ("BUY", "SELL"):
+                for approved in (False, True):
+                    order = replace(held_order(side), **{field: bad})
+                    result = gate(order, decisions[action], ACTIVE, evaluators[mode],
+                                  approved=approved)
+                    assert (result.verdict, result.rule) == (DENIED, "order-invalid"), (
+                        mode, action, side, approved, result)
+                    assert field.replace("_", " ") in result.reason
 
 
 BYPASS_WORDS = ("skip", "bypass", "force", "override", "unsafe", "unchecked", "ungated",
@@ -506,3 +533,63 @@ def test_an_order_approved_after_a_halt_is_denied_and_never_filled(
         assert broker.order(target) is None
     assert broker.account_summary().orders == ()
     assert broker.positions() == {} and broker.cash() == 200_000
+
+
+def test_a_replays_state_change_never_lifts_a_live_halt(
+        tmp_path: Path, evaluators: dict[str, ApprovalEvaluator],
+        decisions: dict[Action, Decision]) -> None:
+    """A replay (`fugger run`) records its own book's trading state in the same store, under
+    its run id. Its resume is not the live system's: the live halt holds and the gate denies."""
+    with AuditStore(tmp_path / "audit.db") as store:
+        assert trading.record(store, HALTED, trading.INITIAL)
+        replay_resumed = StateView(TradingState.ACTIVE, None, format_utc(NOW),
+                                   "resumed by ann: replay of 2008")
+        store.append(*trading.change(replay_resumed, HALTED, run_id="run-1"))
+        live = trading.load(store)
+        assert live == HALTED
+        assert trading.load(store, "run-1") == replay_resumed
+        assert trading.load(store, "run-2") == trading.INITIAL
+        for side in ("BUY", "SELL"):
+            result = gate(held_order(side), decisions[Action.ALLOW], live,
+                          evaluators["autonomous"])
+            assert (result.verdict, result.rule) == (DENIED, "drift-spike-halt")
+
+
+def test_an_approval_taken_after_the_queue_was_read_is_seen_by_it(tmp_path: Path) -> None:
+    """The queue a long run keeps catches up with the store: an item a person approves (from
+    another process) after the run last looked is sent on the run's next look."""
+    with AuditStore(tmp_path / "audit.db") as store:
+        queue = approvals.ApprovalQueue(store)
+        _queue(store, "o-1")
+        _queue(store, "o-2")
+        assert [i.item_id for i in queue.pending()] == ["o-1", "o-2"]
+        assert queue.approved_unsent() == []
+        with AuditStore(tmp_path / "audit.db") as elsewhere:
+            approvals.decide(elsewhere, "o-2", outcome="approved", by="ann", reason="vetted",
+                             now=NOW)
+        assert [(i.item_id, i.decided_by) for i in queue.approved_unsent()] == [("o-2", "ann")]
+        assert [i.item_id for i in queue.pending()] == ["o-1"]
+
+
+@pytest.mark.parametrize("outcome", ["rejected", "expired"])
+def test_a_rejected_or_expired_item_ends_its_order_at_the_time_it_was_decided(
+        tmp_path: Path, outcome: str) -> None:
+    """The execution log's last word on an order that never went out carries when it ended,
+    who ended it and why, as `fugger audit` shows it."""
+    later = NOW + timedelta(minutes=20)
+    with AuditStore(tmp_path / "audit.db") as store:
+        _queue(store, "o-1")
+        if outcome == "rejected":
+            approvals.decide(store, "o-1", outcome="rejected", by="ann", reason="too big",
+                             now=NOW + timedelta(minutes=5))
+            at, by, reason = NOW + timedelta(minutes=5), "ann", "too big"
+        else:
+            approvals.expire_due(store, later)
+            due = format_utc(NOW + timedelta(minutes=15))
+            at, by, reason = later, "fuggerbot", f"not decided before {due}"
+        (order,) = [r.body for r in store.find("o-1") if r.kind == ORDER]
+        assert order["ts"] == format_utc(at)
+        assert (order["status"], order["reason"], order["client_id"]) == (outcome, reason,
+                                                                           "o-1")
+        assert order["summary"] == f"BUY 10 AAA: {outcome} by {by}"
+        assert latest_status(store, "o-1") == outcome

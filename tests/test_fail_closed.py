@@ -370,3 +370,65 @@ def test_random_snapshots_never_allow_unless_valid_and_quiet(
     assert {f.rule for f in d.fired} == set(rails)
     assert d.action is most_restrictive(rails.values())
     assert (d.action is Action.ALLOW) is (not rails)
+
+
+# --- facts that are not numbers, and the rule engine failing --------------------------------
+
+
+FLAG_POLICY = """\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata: {name: flag-safety, version: 1.0.0}
+spec:
+  rules:
+    - id: empty-book-block
+      when: {fact: book_empty, op: "==", value: true}
+      action: block_new
+    - id: stale-book-block
+      when: {fact: days_since_rebalance, op: ">", value: 400}
+      action: block_new
+    - id: halted-symbol-halt
+      when: {fact: safety_action, op: "==", value: halt}
+      action: halt
+"""
+FLAG_CALM: dict[str, Any] = {"ts": TS, "symbol": "SP500", "book_empty": False,
+                             "days_since_rebalance": 10, "safety_action": "allow"}
+
+
+@pytest.mark.parametrize(("fact", "bad"), [("book_empty", 0.7), ("book_empty", 1.0),
+                                           ("days_since_rebalance", 2.5),
+                                           ("safety_action", 0.7)])
+def test_a_float_for_a_fact_that_is_not_a_number_halts(write_policy: WritePolicy, fact: str,
+                                                       bad: float) -> None:
+    """A flag, a whole number or a word given as a plain float is invalid, not a pass: the
+    policy's rules must never see it as a value."""
+    evaluator = SafetyEvaluator(load_policy_set([str(write_policy(FLAG_POLICY))]))
+    try:
+        assert decide(evaluator, FLAG_CALM).action is Action.ALLOW
+        d = decide(evaluator, {**FLAG_CALM, fact: bad})
+        assert d.action is Action.HALT
+        assert d.deciding_rule is not None
+        assert d.deciding_rule.rule == f"fact-invalid:{fact}"
+        assert [f.problem for f in d.findings] == ["invalid"]
+    finally:
+        evaluator.close()
+
+
+def test_a_rule_engine_that_fails_mid_decision_fails_closed(write_policy: WritePolicy) -> None:
+    """durable-rules refusing a snapshot (here: its rulesets are gone, as after a reload that
+    closed them while a decision was still made on the old ones) yields the policy's
+    fail-closed action, named `engine-error`, never an allow."""
+    for text, action in ((SAFETY_YAML.read_text(encoding="utf-8"), Action.HALT),
+                         (block_new_policy_text(), Action.BLOCK_NEW)):
+        evaluator = SafetyEvaluator(load_policy_set([str(write_policy(text, "p.yaml"))]))
+        name = evaluator.policy_set.of_kind("SafetyPolicy")[0].name
+        assert decide(evaluator, snapshot()).action is Action.ALLOW
+        evaluator.close()
+        d = decide(evaluator, snapshot())
+        assert d.action is action
+        assert d.deciding_rule is not None
+        assert d.deciding_rule.rule == f"engine-error:{name}"
+        (finding,) = d.findings
+        assert (finding.fact, finding.problem, finding.action) == ("*", "engine-error", action)
+        assert "durable-rules" in finding.detail
+        assert d.fired == ()

@@ -402,3 +402,33 @@ def test_a_policy_that_validates_also_compiles(write_policy: WritePolicy, tmp_pa
                         "--audit", str(tmp_path / "audit.db"), cwd=tmp_path)
     assert validated.returncode in (0, 1)
     assert evaluated.returncode == validated.returncode, evaluated.stderr
+
+
+def test_a_rule_of_exactly_the_comparison_limit_loads_and_decides(
+        write_policy: WritePolicy) -> None:
+    """48 comparisons fit in one rule (49 are refused: see the corpus); the rule works."""
+    first = ", ".join(str(i) for i in range(24))
+    second = ", ".join(str(i) for i in range(100, 124))
+    path = write_policy(f"""\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata: {{name: wide-rule, version: 1.0.0}}
+spec:
+  rules:
+    - id: odd-days-block
+      when:
+        any:
+          - {{fact: days_since_rebalance, op: in, value: [{first}]}}
+          - {{fact: days_since_rebalance, op: in, value: [{second}]}}
+      action: block_new
+""")
+    evaluator = SafetyEvaluator(load_policy_set([str(path)]))
+    try:
+        ts = "2025-03-04T15:30:00Z"
+        actions = {days: evaluator.decide({"ts": ts, "symbol": "X",
+                                           "days_since_rebalance": days}).action.value
+                   for days in (0, 23, 24, 99, 100, 123, 124)}
+        assert actions == {0: "block_new", 23: "block_new", 24: "allow", 99: "allow",
+                           100: "block_new", 123: "block_new", 124: "allow"}
+    finally:
+        evaluator.close()

@@ -420,3 +420,25 @@ def test_nothing_eligible_with_hold_plans_no_trade(s: Scenario, frs: list[float]
     assert result.hold
     plan = plan_trades(s.book, s.prices, result.targets, s.sizing, s.construction, band=s.band)
     assert plan.lines == ()
+
+
+@pytest.mark.parametrize("side", ["BUY", "SELL"])
+def test_a_trade_of_exactly_the_minimum_notional_is_made_and_one_lot_less_is_not(
+        side: str) -> None:
+    """min_trade_notional is the smallest trade made: a trade worth exactly 100 goes out, one
+    lot less (50) does not, and the symbol is reported outside its band."""
+    sizing = SizingConfig(lot_size=2, min_trade_notional=100.0)
+    held = {"BUY": 0, "SELL": 40}[side]
+    start = book(10_000.0 - held * 25.0, A=held)
+    sign = 1 if side == "BUY" else -1
+    for shares, made in ((4, True), (2, False)):
+        target = (held + sign * shares) * 25.0 / 10_000.0
+        plan = plan_trades(start, {"A": 25.0}, {"A": target}, sizing, DEFAULT, band=0.0)
+        if made:
+            assert summary(plan) == [(side, "A", shares)]
+            assert plan.lines[0].notional == 100.0
+            assert dict(plan.outside_band) == {}
+        else:
+            assert plan.lines == ()
+            assert plan.outside_band["A"] == (
+                "trade of 2 shares (50.00) is below min_trade_notional 100.00")
