@@ -94,9 +94,22 @@ def test_money_is_rounded_half_up_to_cents(tmp_path: Path) -> None:
     assert broker.cash() == 899.98
 
 
-def test_paper_broker_satisfies_the_broker_protocol(tmp_path: Path) -> None:
+def test_paper_broker_keeps_the_broker_contract(tmp_path: Path) -> None:
+    """What the engine relies on, through the Broker protocol alone: a client id sends an
+    order once, a final order is not cancelled again, positions leave out what is sold."""
     broker: Broker = _account(tmp_path)
     assert isinstance(broker, Broker)
+    first = broker.submit(_buy("c1", "AAPL", 10, 100.0))
+    assert (first.client_id, first.status, first.shares, first.fill_price) == (
+        "c1", OrderStatus.FILLED, 10, 100.0)
+    assert broker.submit(_buy("c1", "AAPL", 99, 1.0)) == first  # a retry, not a new order
+    assert broker.cancel("c1") == first
+    assert broker.order("c1") == first
+    assert broker.order("c404") is None
+    assert broker.open_orders() == []
+    assert (broker.positions(), broker.cash()) == ({"AAPL": 10}, 9_000.0)
+    assert broker.submit(_sell("c2", "AAPL", 10, 100.0)).status is OrderStatus.FILLED
+    assert (broker.positions(), broker.cash()) == ({}, 10_000.0)
 
 
 def test_injected_clock_stamps_orders_in_utc(tmp_path: Path) -> None:
