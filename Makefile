@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench mutate clean
 
 setup: $(STAMP)
 
@@ -46,5 +46,17 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
+# Mutation testing of the modules where a wrong answer costs money ([tool.mutmut] in
+# pyproject.toml): slow, so not part of `make test`. MUTANTS narrows it, e.g.
+# MUTANTS='engine.execution.gate.*'. Scores per module: benchmarks/mutation.json.
+MUTATE_STAMP := $(VENV)/.installed-mutate
+$(MUTATE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,mutate]'
+	@touch $(MUTATE_STAMP)
+
+mutate: $(MUTATE_STAMP)
+	$(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python -m benchmarks.mutation
+
 clean:
-	rm -rf $(VENV) .fugger .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .fugger .pytest_cache .mypy_cache .ruff_cache mutants
