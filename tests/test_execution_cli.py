@@ -130,9 +130,10 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
     item = first["BBB"]["client_id"]
 
     # The queue outlives the process that filled it.
-    listed, posing, own = _processes(home, ["approvals", "list", "--format", "json"],
-                                ["approvals", "approve", item, "--by", "ann", "--reason", "ok"],
-                                ["approvals", "approve", item, "--reason", "mine"])
+    listed, posing, own = _processes(
+        home, ["approvals", "list", "--format", "json"],
+        ["approvals", "approve", item, "--by", "ann", "--reason", "ok"],
+        ["approvals", "approve", item, "--reason", "mine"])
     assert listed.returncode == 0, listed.stderr
     queue = [json.loads(line) for line in listed.stdout.splitlines()]
     assert [(q["item_id"], q["symbol"], q["shares"], q["rule"], q["outcome"],
