@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,8 +13,23 @@ from rich.table import Table
 
 from cli.common import Format, fail, out
 from cli.plain import write_lines
+from engine.audit.checkpoint import (
+    DEFAULT_KEY,
+    KEY_ENV,
+    CheckpointError,
+    keygen,
+    latest_in,
+    load_private,
+    load_public,
+    public_path,
+    read,
+    take,
+    write,
+)
+from engine.audit.checkpoint import verify as verify_checkpoints
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.audit.why import explain_record
+from engine.timeutil import utc_now
 
 app = typer.Typer(help="Read and check the audit store: decisions, orders, policy activations.",
                   no_args_is_help=True)
@@ -131,12 +147,72 @@ def why(
         out.print(line)
 
 
+KeyOpt = Annotated[str, typer.Option(
+    "--key", envvar=KEY_ENV, metavar="FILE",
+    help="The Ed25519 signing key, kept outside the store (mode 0600).")]
+
+
+@app.command("keygen")
+def keygen_cmd(key: KeyOpt = str(DEFAULT_KEY)) -> None:
+    """Make the signing key for checkpoints (FILE, mode 0600, never overwritten) and its
+    public half (FILE.pub), which verifiers trust."""
+    try:
+        public = keygen(Path(key))
+    except CheckpointError as e:
+        fail(str(e))
+    out.print(f"signing key {key} (mode 0600); public key {public}", markup=False)
+
+
+@app.command("checkpoint")
+def checkpoint_cmd(
+    audit: AuditOpt = DEFAULT_PATH,
+    key: KeyOpt = str(DEFAULT_KEY),
+    witness: Annotated[str, typer.Option(metavar="DIR", help="Where the checkpoint is kept: "
+                                                             "somewhere the store's writers "
+                                                             "cannot reach.")] =
+    ".fugger/witness",
+) -> None:
+    """Sign {store id, seq, head hash, time} and the records since the last checkpoint in
+    DIR; write it there and print its path."""
+    try:
+        signer = load_private(Path(key))
+        with _open(audit) as store:
+            cp = take(store, signer, utc_now(), latest_in(Path(witness), store.store_id))
+            path = write(cp, Path(witness))
+    except CheckpointError as e:
+        fail(str(e))
+    out.print(f"{path}: seq {cp.seq}, head {cp.head_hash}", markup=False)
+
+
 @app.command("verify")
-def verify(audit: AuditOpt = DEFAULT_PATH) -> None:
-    """Check the hash chain; exit 1 naming the first record altered, removed or reordered."""
+def verify(
+    audit: AuditOpt = DEFAULT_PATH,
+    checkpoints: Annotated[list[str] | None, typer.Option(
+        "--checkpoint", metavar="FILE", help="A signed checkpoint the store must still "
+                                             "agree with (repeatable).")] = None,
+    public_key: Annotated[str | None, typer.Option(
+        metavar="FILE", help="The trusted public key (default: the signing key's FILE.pub)."
+    )] = None,
+    key: KeyOpt = str(DEFAULT_KEY),
+) -> None:
+    """Check the hash chain and, with --checkpoint, that the store still holds at each
+    checkpoint's seq the very record it signed; exit 1 naming the first bad seq."""
     with _open(audit) as store:
-        result = store.verify()
+        if not checkpoints:
+            result = store.verify()
+        else:
+            try:
+                trusted = load_public(Path(public_key) if public_key
+                                      else public_path(Path(key)))
+                cps = [(f, read(Path(f))) for f in checkpoints]
+                result = verify_checkpoints(store, cps, trusted)
+            except CheckpointError as e:
+                print(f"{audit}: checkpoint refused: {e}", file=sys.stderr)
+                raise typer.Exit(1) from e
     if not result.ok:
-        write_lines(f"{audit}: TAMPERED: {result.message}", sys.stderr)
+        print(f"{audit}: TAMPERED at seq {result.first_bad_seq}: {result.message}",
+              file=sys.stderr)
         raise typer.Exit(1)
-    out.print(f"{audit}: ok, {result.checked} records, chain intact; head {result.head_hash}")
+    against = f"; agrees with {len(checkpoints)} checkpoint(s)" if checkpoints else ""
+    out.print(f"{audit}: ok, {result.checked} records, chain intact; head "
+              f"{result.head_hash}{against}")

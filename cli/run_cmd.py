@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import (
@@ -25,6 +26,7 @@ from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 
 if TYPE_CHECKING:
+    from engine.audit.witness import Witness
     from engine.cycle import CompiledSet
     from engine.replay import ReplayProgress
 
@@ -69,6 +71,14 @@ def run(
     fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
     Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
+    witness: Annotated[str | None, typer.Option(
+        metavar="DIR", help="Take signed audit checkpoints into DIR (and to the sinks) every "
+                            "--checkpoint-every records or --checkpoint-seconds.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 1000,
+    checkpoint_seconds: Annotated[int, typer.Option(min=1)] = 3600,
+    key: Annotated[str, typer.Option("--key", envvar="FUGGER_AUDIT_KEY", metavar="FILE",
+                                     help="The checkpoint signing key.")] =
+    "~/.config/fugger/audit.key",
 ) -> None:
     """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
     monitor and record; then print the summary (and write the report). Starting a run
@@ -104,6 +114,13 @@ def run(
     except AuditError as e:
         fail(str(e))
     actor = authorised(store, access, "activate", target=ps.hash)
+    signer = None
+    if witness:
+        from engine.audit.checkpoint import CheckpointError, load_private
+        try:
+            signer = load_private(Path(key).expanduser())
+        except CheckpointError as e:
+            fail(str(e))
     config = ReplayConfig(
         facts_file=facts, portfolio_file=portfolio, started_by=actor.name,
         approval=ApprovalRule(frozenset(r.strip() for r in approve_rules.split(",")
@@ -141,7 +158,9 @@ def run(
     try:
         replay = Replay(store, compiled, book, config, run_dir=Path(audit).parent / "runs",
                         sinks=sink_list, poll_policies=poll, shadow=candidate,
-                        metrics_points=metrics_points)
+                        metrics_points=metrics_points,
+                        witness=_witness(store, signer, witness, checkpoint_every,
+                                         checkpoint_seconds))
     except ValueError as e:
         fail(str(e))
     t0 = time.monotonic()
@@ -168,6 +187,15 @@ def run(
         path = write_report(store, report, run_id, summary=summary)
         (out if fmt is Format.text else err).print(f"report: {path}", markup=False)
     store.close()
+
+
+def _witness(store: AuditStore, signer: Any, directory: str | None, every: int,
+             seconds: int) -> Witness | None:
+    if signer is None or directory is None:
+        return None
+    from engine.audit.witness import Witness
+    return Witness(store, signer, Path(directory), every_records=every,
+                   every=timedelta(seconds=seconds))
 
 
 def _in_range(s: object, start: str | None, end: str | None) -> bool:

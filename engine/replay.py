@@ -16,7 +16,9 @@ from typing import Any
 
 from engine.access.model import run_service
 from engine.actions import Action
+from engine.audit.checkpoint import Checkpoint
 from engine.audit.store import AuditStore
+from engine.audit.witness import Witness
 from engine.clock import SNAPSHOT
 from engine.cycle import CompiledSet, CycleResult, run_cycle
 from engine.execution import approvals
@@ -102,7 +104,8 @@ class Replay:
     def __init__(self, store: AuditStore, compiled: CompiledSet, book: Book,
                  config: ReplayConfig, *, run_dir: Path, sinks: Sequence[Sink] = (),
                  poll_policies: Callable[[], tuple[CompiledSet | None, list[str]]] | None = None,
-                 shadow: Any = None, metrics_points: int = 10_000) -> None:
+                 shadow: Any = None, metrics_points: int = 10_000,
+                 witness: Witness | None = None) -> None:
         self.store = store
         self.compiled = compiled
         self.policy_set: PolicySet = compiled.policy_set
@@ -119,6 +122,9 @@ class Replay:
                        if sinks else AlertEngine(store, None, self.run_id, metrics=metrics))
         self.queue = approvals.ApprovalQueue(store)
         self._poll = poll_policies
+        self.witness = witness
+        if witness is not None:
+            witness.on_checkpoint = self._checkpointed
         self.shadow = shadow
         self._bh_shares: dict[str, float] | None = None
         self._last_prices: dict[str, float] = {}
@@ -146,6 +152,8 @@ class Replay:
             with self.broker.session():
                 for i, (ts, snaps) in enumerate(days, start=1):
                     self._day(ts, snaps)
+                    if self.witness is not None:  # after the day is committed
+                        self.witness.maybe(utc_now())
                     tick.day, tick.ts = i, ts
                     if progress is not None:
                         progress(tick)
@@ -155,6 +163,8 @@ class Replay:
                 "run_id": self.run_id, "finished_at": format_utc(utc_now()),
                 "days": tick.day, "summary": f"{tick.day} of {len(days)} days replayed",
                 "metrics": {"counters": dict(snap.counters), "gauges": dict(snap.gauges)}})
+            if self.witness is not None:
+                self.witness.now(utc_now())  # the run's last record is witnessed too
             self.alerts.close()
             self.compiled.close()
         return self.run_id
@@ -177,6 +187,10 @@ class Replay:
             if self.shadow is not None:
                 self.shadow.observe(self.store, self.run_id, snaps, result,
                                     self.compiled.safety)
+
+    def _checkpointed(self, cp: Checkpoint, path: Path) -> None:
+        """A checkpoint goes to the alert sinks too: a second witness."""
+        self.alerts.on_checkpoint(format_utc(utc_now()), cp.to_json(), str(path))
 
     def _reload(self, ts: str) -> None:
         if self._poll is None:

@@ -63,7 +63,7 @@ def test_append_and_verify(db_path: Path) -> None:
         first = store.append("decision", "d-1", {"action": "halt", "x": 0.8})
         more = store.append_many([("order", "o-1", {"qty": 3}), ("order", "o-2", {"qty": -3})])
         assert first.seq == 1
-        assert first.prev_hash == GENESIS
+        assert first.prev_hash == store.genesis != GENESIS
         assert [r.seq for r in more] == [2, 3]
         assert more[0].prev_hash == first.hash
         assert more[1].prev_hash == more[0].hash

@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,9 +120,32 @@ class AuditStore:
             self._db.executescript(_DDL)
             self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema', ?)",
                              (SCHEMA_VERSION,))
+            self.store_id, self.genesis = self._identity()
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: cannot open the audit store: {e}") from e
         self._held = False
+
+    def _identity(self) -> tuple[str, str]:
+        """The store's id, made once when the store is, and its genesis: the hash its first
+        record follows, derived from the id, so a store rebuilt from scratch (a new id) can
+        be told from the one a checkpoint signed. A store from before ids keeps GENESIS."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = dict(self._db.execute("SELECT key, value FROM meta WHERE key IN "
+                                         "('store_id', 'genesis')").fetchall())
+            if "store_id" not in rows:
+                store_id = uuid.uuid4().hex
+                used = self._db.execute("SELECT 1 FROM records LIMIT 1").fetchone()
+                genesis = GENESIS if used else hashlib.sha256(
+                    f"fuggerbot audit store {store_id}".encode()).hexdigest()
+                self._db.executemany("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                     [("store_id", store_id), ("genesis", genesis)])
+                rows = {"store_id": store_id, "genesis": genesis}
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return str(rows["store_id"]), str(rows["genesis"])
 
     def close(self) -> None:
         self._db.close()
@@ -212,7 +236,7 @@ class AuditStore:
                         return []
                 row = self._db.execute("SELECT seq, hash FROM records "
                                        "ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0], row[1]) if row else (0, GENESIS)
+                seq, prev = (row[0], row[1]) if row else (0, self.genesis)
                 rows = []
                 for kind, ref, body in items:
                     seq += 1
@@ -321,6 +345,14 @@ class AuditStore:
         yield from self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
                               f"{where} ORDER BY seq {order}", [kind] if kind else [])
 
+    def hashes(self) -> list[str]:
+        """Every record's hash, by seq (index 0 is record 1)."""
+        return [h for (h,) in self._db.execute("SELECT hash FROM records ORDER BY seq")]
+
+    def head_seq(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM records").fetchone()
+        return int(row[0] or 0)
+
     def count(self, kind: str | None = None) -> int:
         if kind:
             row = self._db.execute("SELECT COUNT(*) FROM records WHERE kind = ?",
@@ -332,7 +364,7 @@ class AuditStore:
     def verify(self) -> VerifyResult:
         """Walk the chain from the first record; name the first record that was altered,
         removed or reordered."""
-        expected_seq, prev, checked = 1, GENESIS, 0
+        expected_seq, prev, checked = 1, self.genesis, 0
         cursor = self._db.execute("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
                                   "records ORDER BY seq")
         for seq, kind, ref, ts, body, prev_hash, h in cursor:

@@ -311,6 +311,20 @@ class AlertEngine:
                               + f": {text}",
                               {"who": who, "action": action, "target": target, "reason": text})
 
+    def on_checkpoint(self, ts: str | datetime, checkpoint: Mapping[str, object],
+                      path: str) -> Alert:
+        """A signed checkpoint of the audit store, handed to the sinks as a witness (its
+        digests stay in the witness file)."""
+        head = {k: checkpoint[k] for k in ("store_id", "genesis", "seq", "head_hash", "time",
+                                            "from_seq", "key_id", "signature")
+                if k in checkpoint}
+        with self._lock:
+            return self._emit(_moment(ts), Severity.INFO, "checkpoint",
+                              f"checkpoint:{head.get('seq')}", "Audit checkpoint",
+                              f"audit store {head.get('store_id')} signed at seq "
+                              f"{head.get('seq')}, head {head.get('head_hash')}",
+                              {**head, "path": path})
+
     def on_sink_failure(self, failure: SinkFailure) -> None:
         """Record that a sink did not deliver an alert. Never raises and never alerts: an alert
         about a failing sink could only fail the same way. The error is redacted again with the
