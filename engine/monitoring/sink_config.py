@@ -30,7 +30,7 @@ from engine.monitoring.sinks import (
     WebhookSink,
 )
 from engine.policy.problems import PolicyError
-from engine.policy.yamlsource import refuse_deep_nesting
+from engine.policy.yamlsource import refuse_deep_nesting, refuse_merge_keys
 
 
 class SinkConfigError(ValueError):
@@ -88,6 +88,7 @@ def load_sinks(path: str | os.PathLike[str], *, base_dir: Path | None = None) ->
     text = _read(file)
     try:
         refuse_deep_nesting(str(file), text)
+        refuse_merge_keys(str(file), text)
     except PolicyError as exc:
         raise SinkConfigError("\n".join(str(problem) for problem in exc.problems)) from None
     data, root = _parse(file, text)

@@ -387,11 +387,11 @@ def _scalar(v: object) -> Scalar:
     return str(v)
 
 
-_DURATION = re.compile(r"^([1-9][0-9]{0,8})(s|m|h|d)$")
+_DURATION = re.compile(r"([1-9][0-9]{0,8})(s|m|h|d)")
 
 
 def parse_duration(text: str) -> timedelta:
-    m = _DURATION.match(text)
+    m = _DURATION.fullmatch(text)
     if not m:
         raise ValueError(f"not a duration: {text!r}")
     n, unit = int(m.group(1)), m.group(2)

@@ -1,8 +1,9 @@
 """Reading a policy file as YAML data that remembers where every node came from.
 
 Round-trip loading keeps line and column of every key, value and item. A policy is data, so
-tags, anchors/aliases (the door to alias bombs) and multi-document files are refused before
-anything is built from the text.
+tags, anchors/aliases (the door to alias bombs), merge keys (`<<`, a door to duplicate keys:
+the merged value loses to a key written beside it, silently) and multi-document files are
+refused before anything is built from the text.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def _refuse_unsafe_constructs(path: str, text: str) -> None:
             if isinstance(event, ScalarEvent):
                 problems.extend(_long_number(event, pos))
             if isinstance(event, (ScalarEvent, CollectionStartEvent)):
+                if _is_merge_key(event):
+                    problems.append(Problem(pos, MERGE_KEY))
                 if event.tag is not None and not _is_implicit(event):
                     problems.append(Problem(pos, f"YAML tag '{event.tag}' is not allowed: "
                                                  "a policy is plain data"))
@@ -163,6 +166,31 @@ def _long_number(event: ScalarEvent, pos: Position) -> list[Problem]:
         return []
     return [Problem(pos, f"a number of {digits} digits: a number in a policy has at most "
                          f"{MAX_NUMBER_DIGITS}")]
+
+
+MERGE_KEY = ("YAML merge key '<<' is not allowed: write every key out once (a key beside "
+             "a merge silently overrides the merged one)")
+
+
+def _is_merge_key(event: Any) -> bool:
+    return isinstance(event, ScalarEvent) and event.style is None and event.value == "<<"
+
+
+def refuse_merge_keys(path: str, text: str) -> None:
+    """Refuse the merge key `<<` in any YAML a person writes (books, sink configs): like a
+    duplicate key, it lets one value silently replace another. Syntax errors are left to the
+    parser that reads the file next."""
+    problems: list[Problem] = []
+    try:
+        for event in YAML(typ="rt").parse(io.StringIO(text)):
+            if _is_merge_key(event):
+                mark = event.start_mark
+                problems.append(Problem(Position(path, mark.line + 1, mark.column + 1),
+                                        MERGE_KEY))
+    except YAMLError:
+        pass
+    if problems:
+        raise PolicyError(problems)
 
 
 def _is_implicit(event: Any) -> bool:

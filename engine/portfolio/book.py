@@ -18,13 +18,13 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from engine import timeutil
 from engine.policy.problems import PolicyError
-from engine.policy.yamlsource import refuse_deep_nesting
+from engine.policy.yamlsource import refuse_deep_nesting, refuse_merge_keys
 from engine.portfolio.config import finite_real
 
 #: The name weights use for cash; no position may take it.
 CASH = "CASH"
 
-_UTC_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
+_UTC_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
 _EXAMPLE_TS = "2024-01-02T15:30:00Z"
 _KEYS = ("cash", "positions", "as_of", "last_rebalance")
 _REQUIRED = ("cash", "as_of")
@@ -32,7 +32,7 @@ _REQUIRED = ("cash", "as_of")
 
 def parse_utc(text: object, field: str) -> datetime:
     """`text` as an aware UTC datetime; it must be ISO-8601 ending in `Z`."""
-    if not isinstance(text, str) or not _UTC_RE.match(text):
+    if not isinstance(text, str) or not _UTC_RE.fullmatch(text):
         raise ValueError(
             f"{field} must be a UTC ISO-8601 time ending in Z, e.g. {_EXAMPLE_TS}, got {show(text)}"
         )
@@ -129,6 +129,8 @@ def load_book(path: str | Path) -> Book:
         raise BookError(f"{p}: cannot read: {exc.strerror or exc}") from None
     try:
         refuse_deep_nesting(str(p), text)
+        if suffix != ".json":
+            refuse_merge_keys(str(p), text)
     except PolicyError as exc:
         raise BookError("\n".join(str(problem) for problem in exc.problems)) from None
     doc, where = _parse_yaml(p, text) if suffix != ".json" else _parse_json(p, text)
