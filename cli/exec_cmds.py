@@ -15,6 +15,7 @@ from cli.common import (
     ClockName,
     ClockOpt,
     Format,
+    MaxSnapshotOpt,
     clock_of,
     fail,
     load_book_file,
@@ -29,6 +30,7 @@ from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperAccountError, PaperBroker, init_account
+from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
 from engine.timeutil import format_utc
 
 if TYPE_CHECKING:
@@ -216,6 +218,7 @@ def step(
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
     clock: ClockOpt = ClockName.wall,
+    max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:
     """One cycle: decide, plan from the broker's book, gate, queue, send (the trader role;
     a policy set other than the one in force also needs admin). Prints each order with its
@@ -225,7 +228,7 @@ def step(
     from engine.cycle import CompiledSet, run_cycle
 
     ps = load_policies([policies])
-    snaps = load_snapshots(facts)
+    snaps = load_snapshots(facts, max_snapshot_bytes=max_snapshot_bytes)
     paper = _broker(broker)
     try:
         compiled = CompiledSet(ps)

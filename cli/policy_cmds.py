@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,18 +15,21 @@ from cli.common import (
     ClockName,
     ClockOpt,
     Format,
+    MaxSnapshotOpt,
     clock_of,
     err,
     fail,
     load_policies,
+    open_facts,
     out,
     print_problems,
-    read_sourced,
 )
 from cli.plain import styled
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.clock import Clock
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
+from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES, SourcedSnapshot
 from engine.ids import new_id
 from engine.policy.loader import discover, load_policy_set
 from engine.policy.model import PolicySet
@@ -34,6 +37,9 @@ from engine.policy.problems import PolicyError
 from engine.rules.reference import comparisons, holds
 
 BATCH = 500
+#: A batch is also recorded once it holds this much input, so memory stays flat whatever
+#: the size of each snapshot.
+BATCH_BYTES = 1024 * 1024
 
 PoliciesOpt = Annotated[str, typer.Option("--policies", "-p", metavar="DIR",
                                           help="Directory (or file) of policy YAML files.")]
@@ -71,6 +77,7 @@ def eval_cmd(
     fmt: FormatOpt = Format.text,
     input_format: InputFormatOpt = "auto",
     clock: ClockOpt = ClockName.wall,
+    max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:
     """Decide every snapshot under the safety policies and record each decision.
 
@@ -81,39 +88,48 @@ def eval_cmd(
     fact-invalid:ts.
     """
     ps = load_policies([policies])
-    snaps = read_sourced(facts, input_format)
     evaluator = _evaluator(ps)
+    snaps = open_facts(facts, input_format, max_snapshot_bytes=max_snapshot_bytes)
     try:
         store = AuditStore(audit)
         store.record_activation(ps)
     except AuditError as e:
         fail(str(e))
-    decisions: list[Decision] = []
-    pending: list[tuple[str, str, dict[str, object]]] = []
+    title: str | None = f"{snaps.count} decision(s), recorded in {audit}"
+    batch: list[tuple[Decision, SourcedSnapshot]] = []
+    size = 0
     # One eval is one cycle of the live system: a resume reads each symbol's verdict in the
     # latest cycle it appeared in, the most restrictive of its snapshots there.
     cycle_id = new_id()
     on = clock_of(clock)
     try:
         for s in snaps:
-            d = evaluator.decide(s.data, clock=on)
-            decisions.append(d)
-            pending.append(("decision", d.decision_id,
-                            {"decision": d.to_json(), "facts": s.data, "source": s.where,
-                             "cycle": cycle_id}))
-            if len(pending) >= BATCH:
-                store.append_many(pending)
-                pending = []
-        store.append_many(pending)
+            batch.append((evaluator.decide(s.data, clock=on), s))
+            size += s.size
+            if len(batch) >= BATCH or size >= BATCH_BYTES:
+                _record_and_show(store, batch, fmt, title, cycle_id)
+                title, batch, size = None, [], 0
+        if batch or title is not None:
+            _record_and_show(store, batch, fmt, title, cycle_id)
     except AuditError as e:
         fail(f"{e}; decisions after the last committed batch were not recorded")
     finally:
         store.close()
+
+
+def _record_and_show(store: AuditStore, batch: list[tuple[Decision, SourcedSnapshot]],
+                     fmt: Format, title: str | None, cycle_id: str) -> None:
+    """Record a batch of decisions in one transaction, then show them: what is shown is
+    recorded. Text output is a table per batch, the title over the first."""
+    store.append_many([("decision", d.decision_id,
+                        {"decision": d.to_json(), "facts": s.data, "source": s.where,
+                         "cycle": cycle_id})
+                       for d, s in batch])
     if fmt is Format.json:
-        for d in decisions:
+        for d, _ in batch:
             sys.stdout.write(json.dumps(d.to_json()) + "\n")
         return
-    _decision_table(decisions, audit)
+    _decision_table([d for d, _ in batch], title)
 
 
 def _evaluator(ps: PolicySet) -> SafetyEvaluator:
@@ -123,8 +139,8 @@ def _evaluator(ps: PolicySet) -> SafetyEvaluator:
         fail(str(e))
 
 
-def _decision_table(decisions: list[Decision], audit: str) -> None:
-    table = Table(title=f"{len(decisions)} decision(s), recorded in {audit}", title_justify="left")
+def _decision_table(decisions: list[Decision], title: str | None) -> None:
+    table = Table(title=title, title_justify="left")
     for col in ("decision", "ts", "symbol", "action", "deciding rule", "also fired"):
         table.add_column(col, overflow="fold")
     colours = {"halt": "bold red", "flatten": "red", "block_new": "yellow",
@@ -145,57 +161,63 @@ def explain(
     fmt: FormatOpt = Format.text,
     input_format: InputFormatOpt = "auto",
     clock: ClockOpt = ClockName.wall,
+    max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:
     """Show, rule by rule, what matched and why not: every comparison with its observed value
     and threshold, on the clock eval would use. Nothing is recorded."""
     ps = load_policies([policies])
-    snaps = read_sourced(facts, input_format)
     evaluator = _evaluator(ps)
-    reports = []
     on = clock_of(clock)
-    for s in snaps:
-        d = evaluator.decide(s.data, clock=on)
-        values = evaluator.checked_values(s.data, clock=on)
-        rules = []
-        for policy in ps.of_kind("SafetyPolicy"):
-            fired_ids = {f.rule for f in d.fired}
-            vals = values.get(policy.name, {})
-            for r in policy.rules:
-                matched = r.id in fired_ids
-                if holds(r.when, vals) != matched:
-                    err.print(f"warning: {r.id}: the rule engine and the reference evaluation "
-                              "disagree; the decision follows the rule engine")
-                rules.append({
-                    "rule": r.id, "policy": policy.name, "action": r.action,
-                    "source": r.source, "matched": matched,
-                    "comparisons": [
-                        {"fact": c.leaf.fact, "op": c.leaf.op, "threshold": _jsonable(c.leaf.value),
-                         "observed": c.observed, "result": c.result}
-                        for c in comparisons(r.when, vals)],
-                })
-        reports.append({"where": s.where, "decision": d.to_json(), "rules": rules})
-    if fmt is Format.json:
-        for rep in reports:
-            sys.stdout.write(json.dumps(rep) + "\n")
-        return
-    for rep in reports:
-        dj = rep["decision"]
-        assert isinstance(dj, dict)
-        rule = dj["deciding_rule"]
-        out.print(styled(f"{dj['symbol']} {dj['ts']}: ", (dj["action"], "bold"),
-                         f" by {rule['rule']} ({rule['source']})" if rule else " (all clear)"))
-        for f in dj["findings"]:
-            out.print(styled("  ", (f["rule"], "red"), f": {f['detail']} -> {f['action']}"))
-        for rr in rep["rules"]:
-            assert isinstance(rr, dict)
-            mark = ("MATCH", "red") if rr["matched"] else ("no match", "green")
-            out.print(styled("  ", mark, f"  {rr['rule']} -> {rr['action']}  ({rr['source']})"))
-            for c in rr["comparisons"]:
-                seen = "unknown" if c["observed"] is None else c["observed"]
-                verdict = {True: "true", False: "false", None: "unknown"}[c["result"]]
-                out.print(f"      {c['fact']} {c['op']} {c['threshold']}: observed {seen} "
-                          f"-> {verdict}")
-        out.print("")
+    for s in open_facts(facts, input_format, max_snapshot_bytes=max_snapshot_bytes):
+        report = _explanation(ps, evaluator, s, on)
+        if fmt is Format.json:
+            sys.stdout.write(json.dumps(report) + "\n")
+        else:
+            _explanation_text(report)
+
+
+def _explanation(ps: PolicySet, evaluator: SafetyEvaluator, s: SourcedSnapshot,
+                 on: Clock) -> dict[str, Any]:
+    d = evaluator.decide(s.data, clock=on)
+    values = evaluator.checked_values(s.data, clock=on)
+    rules = []
+    for policy in ps.of_kind("SafetyPolicy"):
+        fired_ids = {f.rule for f in d.fired}
+        vals = values.get(policy.name, {})
+        for r in policy.rules:
+            matched = r.id in fired_ids
+            if holds(r.when, vals) != matched:
+                err.print(f"warning: {r.id}: the rule engine and the reference evaluation "
+                          "disagree; the decision follows the rule engine")
+            rules.append({
+                "rule": r.id, "policy": policy.name, "action": r.action,
+                "source": r.source, "matched": matched,
+                "comparisons": [
+                    {"fact": c.leaf.fact, "op": c.leaf.op, "threshold": _jsonable(c.leaf.value),
+                     "observed": c.observed, "result": c.result}
+                    for c in comparisons(r.when, vals)],
+            })
+    return {"where": s.where, "decision": d.to_json(), "rules": rules}
+
+
+def _explanation_text(rep: dict[str, Any]) -> None:
+    dj = rep["decision"]
+    assert isinstance(dj, dict)
+    rule = dj["deciding_rule"]
+    out.print(styled(f"{dj['symbol']} {dj['ts']}: ", (dj["action"], "bold"),
+                     f" by {rule['rule']} ({rule['source']})" if rule else " (all clear)"))
+    for f in dj["findings"]:
+        out.print(styled("  ", (f["rule"], "red"), f": {f['detail']} -> {f['action']}"))
+    for rr in rep["rules"]:
+        assert isinstance(rr, dict)
+        mark = ("MATCH", "red") if rr["matched"] else ("no match", "green")
+        out.print(styled("  ", mark, f"  {rr['rule']} -> {rr['action']}  ({rr['source']})"))
+        for c in rr["comparisons"]:
+            seen = "unknown" if c["observed"] is None else c["observed"]
+            verdict = {True: "true", False: "false", None: "unknown"}[c["result"]]
+            out.print(f"      {c['fact']} {c['op']} {c['threshold']}: observed {seen} "
+                      f"-> {verdict}")
+    out.print("")
 
 
 def _jsonable(v: object) -> object:

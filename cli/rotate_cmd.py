@@ -14,6 +14,7 @@ from cli.common import (
     ClockName,
     ClockOpt,
     Format,
+    MaxSnapshotOpt,
     clock_of,
     fail,
     load_book_file,
@@ -21,6 +22,7 @@ from cli.common import (
     load_snapshots,
     out,
 )
+from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
 
 if TYPE_CHECKING:
     from engine.portfolio.book import Book
@@ -37,6 +39,7 @@ def rotate(
     "examples/portfolio.yaml",
     fmt: Annotated[Format, typer.Option("--format")] = Format.text,
     clock: ClockOpt = ClockName.wall,
+    max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:
     """Show the target weights, the current weights (cash included), each line's drift, the
     rotation rule that triggered (or why none did), the safety verdict per symbol, and the
@@ -50,7 +53,7 @@ def rotate(
 
     ps = load_policies([policies])
     book = load_book_file(portfolio)
-    snaps = load_snapshots(facts)
+    snaps = load_snapshots(facts, max_snapshot_bytes=max_snapshot_bytes)
     try:
         safety = SafetyEvaluator(ps)
         rotation = RotationEvaluator(ps)

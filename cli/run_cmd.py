@@ -19,11 +19,21 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from cli.common import Format, err, fail, load_book_file, load_policies, load_snapshots, out
+from cli.common import (
+    Format,
+    MaxSnapshotOpt,
+    err,
+    fail,
+    load_book_file,
+    load_policies,
+    open_facts,
+    out,
+)
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from cli.plain import write_lines
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
 
 if TYPE_CHECKING:
     from engine.audit.witness import Witness
@@ -79,13 +89,16 @@ def run(
     key: Annotated[str, typer.Option("--key", envvar="FUGGER_AUDIT_KEY", metavar="FILE",
                                      help="The checkpoint signing key.")] =
     "~/.config/fugger/audit.key",
+    max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:
     """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
-    monitor and record; then print the summary (and write the report). Starting a run
-    activates its policy set: the admin role."""
+    monitor and record; then print the summary (and write the report). FACTS is read as a
+    stream, one day at a time, so it must be in time order. Starting a run activates its
+    policy set: the admin role."""
     # Imported here: the replay needs pandas and the sinks, which other commands should not
     # pay for at start-up.
     from engine.cycle import CompiledSet
+    from engine.history import History
     from engine.monitoring.sink_config import SinkConfigError, load_sinks
     from engine.monitoring.summary import summarize
     from engine.policy.watch import PolicyWatcher, WatchEvent
@@ -100,8 +113,9 @@ def run(
         except ValueError as e:
             fail(f"{shadow}: {e}")
     book = load_book_file(portfolio)
-    snaps = [s for s in load_snapshots(facts) if _in_range(s, start, end)]
-    if not snaps:
+    history = History(start, end)
+    snaps = open_facts(facts, max_snapshot_bytes=max_snapshot_bytes, visit=history.check)
+    if not history.days_in_range:
         fail(f"{facts}: no snapshot in the chosen days")
     sink_list = []
     if sinks:
@@ -165,7 +179,9 @@ def run(
         fail(str(e))
     t0 = time.monotonic()
     with _progress() as tick:
-        run_id = replay.run(snaps, tick)
+        run_id = replay.run(history.days(s.data for s in snaps),
+                            n_days=history.days_in_range, symbols=sorted(history.symbols),
+                            progress=tick)
     elapsed = time.monotonic() - t0
     summary = summarize(store, run_id)
     if fmt is Format.json:
@@ -196,13 +212,6 @@ def _witness(store: AuditStore, signer: Any, directory: str | None, every: int,
     from engine.audit.witness import Witness
     return Witness(store, signer, Path(directory), every_records=every,
                    every=timedelta(seconds=seconds))
-
-
-def _in_range(s: object, start: str | None, end: str | None) -> bool:
-    if not isinstance(s, dict):
-        return True
-    day = str(s.get("ts", ""))[:10]
-    return (start is None or day >= start) and (end is None or day <= end)
 
 
 class _progress:

@@ -25,6 +25,12 @@ Problem = Literal["missing", "invalid", "stale"]
 MAX_EXACT_INT = 2**53
 
 
+class Duplicated(list[Any]):
+    """Every value a JSON object gave one key, in order: `{"a": 1, "a": 2}` reads as
+    `{"a": Duplicated([1, 2])}`. Which one was meant is a guess, so a fact, `ts` or `symbol`
+    holding one is invalid; it is still plain JSON (a list) for the record of the input."""
+
+
 @dataclass(frozen=True)
 class Finding:
     fact: str
@@ -66,7 +72,9 @@ def parse_snapshot(raw: object) -> Snapshot:
     findings: list[Finding] = []
     ts: datetime | None = None
     ts_text = raw.get("ts")
-    if ts_text is None:
+    if isinstance(ts_text, Duplicated):
+        findings.append(Finding("ts", "invalid", _duplicated("ts", ts_text)))
+    elif ts_text is None:
         findings.append(Finding("ts", "missing", "the snapshot has no ts"))
     else:
         try:
@@ -74,7 +82,10 @@ def parse_snapshot(raw: object) -> Snapshot:
         except TimestampError as e:
             findings.append(Finding("ts", "invalid", str(e)))
     symbol = raw.get("symbol")
-    if symbol is None:
+    if isinstance(symbol, Duplicated):
+        findings.append(Finding("symbol", "invalid", _duplicated("symbol", symbol)))
+        symbol = None
+    elif symbol is None:
         findings.append(Finding("symbol", "missing", "the snapshot has no symbol"))
     elif not isinstance(symbol, str) or not symbol.strip():
         findings.append(Finding("symbol", "invalid", f"symbol must be a non-empty string, "
@@ -113,7 +124,13 @@ def read_fact(snapshot: Snapshot, name: str, max_age: timedelta | None,
         return None, Finding(name, "missing", f"the snapshot has no {name}")
     entry = snapshot.raw[name]
     as_of: datetime | None = None
+    if isinstance(entry, Duplicated):
+        return None, Finding(name, "invalid", _duplicated(name, entry))
     if isinstance(entry, Mapping):
+        for key in ("value", "as_of"):
+            if isinstance(entry.get(key), Duplicated):
+                return None, Finding(name, "invalid",
+                                     _duplicated(f"{name}.{key}", entry[key]))
         extra = set(entry) - {"value", "as_of"}
         if extra:
             return None, Finding(name, "invalid", f"unexpected key(s) {sorted(extra)}; "
@@ -182,6 +199,12 @@ def _normalise(spec: FactSpec, value: Any) -> Scalar:
     if spec.type == "number":
         return float(value) if isinstance(value, float) else int(value)
     return value  # type: ignore[no-any-return]
+
+
+def _duplicated(name: str, values: Duplicated) -> str:
+    shown = ", ".join(_show(v) for v in values)
+    return (f"{name} is given {len(values)} times ({shown}); which one holds would be a "
+            "guess")
 
 
 def _age(delta: timedelta) -> str:

@@ -1,29 +1,29 @@
 """Reading fact snapshots from JSON, JSONL or CSV, with the position of every snapshot.
 
-A file that cannot be read as a whole is refused before anything is evaluated, so a bad line
-never leaves half a batch recorded.
+A facts input is read twice, one snapshot at a time, so memory stays flat however long it is:
+`check()` reads it whole and refuses it with every problem (file and line) before anything is
+evaluated, so a bad line never leaves half a batch recorded; iterating then yields the checked
+snapshots. Standard input is kept in a temporary file to be read twice. One snapshot larger
+than `max_snapshot_bytes` is refused: nothing a feed sends is that large, and an unbounded
+line would be held in memory whole.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
+import shutil
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO
 
-from engine.catalogue import CATALOGUE
+from engine.factformats import Bad, SourcedSnapshot, read_items, sniff
+
+__all__ = ["DEFAULT_MAX_SNAPSHOT_BYTES", "FORMATS", "FactsError", "FactsInput", "SourcedSnapshot",
+           "Visit", "read_snapshots"]
 
 MAX_ERRORS = 20
-
-
-@dataclass(frozen=True)
-class SourcedSnapshot:
-    where: str  # FILE:LINE
-    data: Any
+DEFAULT_MAX_SNAPSHOT_BYTES = 64 * 1024
+FORMATS = ("auto", "json", "jsonl", "csv")
 
 
 class FactsError(Exception):
@@ -34,125 +34,92 @@ class FactsError(Exception):
         super().__init__("\n".join(messages))
 
 
-def read_snapshots(path: str, fmt: str = "auto") -> list[SourcedSnapshot]:
-    """All snapshots of `path` ('-' for standard input). `fmt`: auto, json, jsonl or csv."""
-    name = "<stdin>" if path == "-" else path
+#: A check of one snapshot beyond its syntax (e.g. time order): a message, or None when fine.
+Visit = Callable[[SourcedSnapshot], str | None]
+
+
+class FactsInput:
+    """One facts input (a path, or '-' for standard input), checked whole, then iterated."""
+
+    def __init__(self, path: str, fmt: str = "auto", *,
+                 max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES) -> None:
+        if fmt not in FORMATS:
+            raise ValueError(f"input format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        if max_snapshot_bytes < 1:
+            raise ValueError("the largest snapshot must be at least 1 byte")
+        self.name = "<stdin>" if path == "-" else path
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.count: int | None = None
+        self._file = _open(path, self.name)
+        try:
+            self._file.seek(0)
+            head = self._file.read(max(64 * 1024, max_snapshot_bytes + 2))
+            self.kind = fmt if fmt != "auto" else sniff(path, head)
+        except OSError as e:
+            self._file.close()
+            raise FactsError([f"{self.name}: cannot read facts: {e.strerror}"]) from e
+
+    def check(self, visit: Visit | None = None) -> int:
+        """Read the whole input; raise FactsError with every problem (at most MAX_ERRORS), or
+        return the number of snapshots."""
+        errors: list[str] = []
+        count = 0
+        for item in self._items():
+            message = item.message if isinstance(item, Bad) else (
+                visit(item) if visit is not None else None)
+            if message is None:
+                count += 1
+                continue
+            errors.append(f"{item.where}: {message}")
+            if len(errors) >= MAX_ERRORS:
+                errors.append(f"{self.name}: more errors not shown")
+                break
+        if errors:
+            raise FactsError(errors)
+        self.count = count
+        return count
+
+    def __iter__(self) -> Iterator[SourcedSnapshot]:
+        """The snapshots, once `check()` has passed; a difference from what was checked (the
+        file changed while it was read) stops the iteration with FactsError."""
+        if self.count is None:
+            raise RuntimeError("check() the facts input before reading it")
+        for n, item in enumerate(self._items()):
+            if isinstance(item, Bad) or n == self.count:
+                raise FactsError([f"{self.name}: the file changed while it was read; run "
+                                  "again on a file that is complete"])
+            yield item
+
+    def _items(self) -> Iterator[SourcedSnapshot | Bad]:
+        self._file.seek(0)
+        return read_items(self.kind, self.name, self._file, self.max_snapshot_bytes)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> FactsInput:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _open(path: str, name: str) -> IO[bytes]:
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+        if path != "-":
+            return open(path, "rb")  # closed by FactsInput.close
+        spool = tempfile.TemporaryFile()  # noqa: SIM115  (closed by FactsInput.close)
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        return spool
     except OSError as e:
         raise FactsError([f"{name}: cannot read facts: {e.strerror}"]) from e
-    except UnicodeDecodeError as e:
-        raise FactsError([f"{name}: facts are not valid UTF-8 text"]) from e
-    kind = fmt if fmt != "auto" else _sniff(path, text)
-    if kind == "csv":
-        return list(_csv(name, text))
-    if kind == "json":
-        return _json(name, text)
-    return _jsonl(name, text)
 
 
-def _sniff(path: str, text: str) -> str:
-    lower = path.lower()
-    if lower.endswith(".csv"):
-        return "csv"
-    if lower.endswith(".jsonl") or lower.endswith(".ndjson"):
-        return "jsonl"
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        return "json"
-    if stripped.startswith("{"):
-        # one object spread over lines is JSON; one object per line is JSONL
-        try:
-            json.loads(stripped)
-            return "json"
-        except json.JSONDecodeError:
-            return "jsonl"
-    if lower.endswith(".json"):
-        return "json"
-    return "csv" if "," in stripped.split("\n", 1)[0] else "jsonl"
-
-
-def _json(name: str, text: str) -> list[SourcedSnapshot]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise FactsError([f"{name}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}"]) from e
-    except RecursionError as e:
-        raise FactsError([f"{name}:1: JSON nested too deeply to be a snapshot"]) from e
-    if isinstance(data, list):
-        return [SourcedSnapshot(f"{name}:[{i}]", item) for i, item in enumerate(data)]
-    return [SourcedSnapshot(f"{name}:1", data)]
-
-
-def _jsonl(name: str, text: str) -> list[SourcedSnapshot]:
-    out: list[SourcedSnapshot] = []
-    errors: list[str] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(SourcedSnapshot(f"{name}:{n}", json.loads(line)))
-        except json.JSONDecodeError as e:
-            errors.append(f"{name}:{n}:{e.colno}: invalid JSON: {e.msg}")
-        except RecursionError:
-            errors.append(f"{name}:{n}: JSON nested too deeply to be a snapshot")
-            if len(errors) >= MAX_ERRORS:
-                errors.append(f"{name}: more errors not shown")
-                break
-    if errors:
-        raise FactsError(errors)
-    return out
-
-
-def _csv(name: str, text: str) -> Iterator[SourcedSnapshot]:
-    reader = csv.reader(io.StringIO(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    header = [h.strip() for h in header]
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        raise FactsError([f"{name}:1: column(s) {', '.join(repeated)} appear more than once; "
-                          "which one holds the fact would be a guess"])
-    if "ts" not in header or "symbol" not in header:
-        raise FactsError([f"{name}:1: a CSV of facts needs 'ts' and 'symbol' columns "
-                          f"(found: {', '.join(header)})"])
-    errors: list[str] = []
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            errors.append(f"{name}:{line}: {len(row)} cells for {len(header)} columns")
-            continue
-        snap: dict[str, Any] = {}
-        for col, cell in zip(header, row, strict=True):
-            cell = cell.strip()
-            if cell == "":
-                continue  # an empty cell is a missing fact, never a zero
-            snap[col] = cell if col in ("ts", "symbol") else _cell(col, cell)
-        yield SourcedSnapshot(f"{name}:{line}", snap)
-    if errors:
-        raise FactsError(errors[:MAX_ERRORS])
-
-
-def _cell(column: str, cell: str) -> Any:
-    spec = CATALOGUE.get(column)
-    kind = spec.type if spec else "auto"
-    if kind == "boolean":
-        low = cell.lower()
-        return {"true": True, "false": False}.get(low, cell)
-    if kind == "string":
-        return cell
-    try:
-        value = float(cell)
-    except ValueError:
-        return cell  # the fact check reports a string where a number belongs
-    if kind == "integer" and math.isfinite(value) and value.is_integer():
-        return int(value)
-    return value
+def read_snapshots(path: str, fmt: str = "auto", *,
+                   max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
+                   ) -> list[SourcedSnapshot]:
+    """All snapshots of `path` ('-' for standard input) as a list, for inputs known to be
+    small (one live cycle). `fmt`: auto, json, jsonl or csv."""
+    with FactsInput(path, fmt, max_snapshot_bytes=max_snapshot_bytes) as source:
+        source.check()
+        return list(source)

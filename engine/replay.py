@@ -7,8 +7,7 @@ stated in the run's first record and in its summary; the same inputs give the sa
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,18 +87,6 @@ class ReplayProgress:
     ts: str = ""
 
 
-def days_of(snapshots: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[Mapping[str, Any]]]]:
-    """Snapshots grouped by `ts`, in time order. A snapshot without a usable ts cannot be
-    placed in time: it is reported by the caller, not silently dropped."""
-    keyed = []
-    for s in snapshots:
-        ts = s.get("ts")
-        keyed.append((str(ts), s))
-    keyed.sort(key=lambda kv: kv[0])
-    return [(ts, [s for _, s in group]) for ts, group in itertools.groupby(keyed,
-                                                                           key=lambda kv: kv[0])]
-
-
 class Replay:
     def __init__(self, store: AuditStore, compiled: CompiledSet, book: Book,
                  config: ReplayConfig, *, run_dir: Path, sinks: Sequence[Sink] = (),
@@ -132,10 +119,11 @@ class Replay:
         self._last_halt_fire: datetime | None = None
         self._latest = trading.LatestVerdicts()
 
-    def run(self, snapshots: Sequence[Mapping[str, Any]],
+    def run(self, days: Iterable[tuple[str, Sequence[Mapping[str, Any]]]], *, n_days: int,
+            symbols: Sequence[str],
             progress: Callable[[ReplayProgress], None] | None = None) -> str:
-        days = days_of(snapshots)
-        symbols = sorted({str(s.get("symbol")) for s in snapshots})
+        """Replay `days` (n_days of them, in time order, as `engine.history` reads them), one
+        at a time: memory holds one day, whatever the length of the history."""
         self.store.record_activation(self.policy_set, actor=self.config.started_by,
                                      scope="run", run_id=self.run_id)
         self.store.append("run_started", self.run_id, {
@@ -143,11 +131,11 @@ class Replay:
             "policies": self.policy_set.versions(), "policy_hash": self.policy_set.hash,
             "facts_file": self.config.facts_file, "portfolio_file": self.config.portfolio_file,
             "approval_rule": self.config.approval.describe(),
-            "resume_rule": self.config.resume.describe(), "symbols": symbols,
+            "resume_rule": self.config.resume.describe(), "symbols": sorted(symbols),
             "initial_cash": self.book.cash, "initial_positions": dict(self.book.positions),
-            "started_by": self.config.started_by, "summary": f"replay of {len(days)} days"})
+            "started_by": self.config.started_by, "summary": f"replay of {n_days} days"})
         reconcile(self.store, self.broker)
-        tick = ReplayProgress(days=len(days))
+        tick = ReplayProgress(days=n_days)
         try:
             with self.broker.session():
                 for i, (ts, snaps) in enumerate(days, start=1):
@@ -161,7 +149,7 @@ class Replay:
             snap = self.alerts.metrics.snapshot()
             self.store.append("run_finished", self.run_id, {
                 "run_id": self.run_id, "finished_at": format_utc(utc_now()),
-                "days": tick.day, "summary": f"{tick.day} of {len(days)} days replayed",
+                "days": tick.day, "summary": f"{tick.day} of {n_days} days replayed",
                 "metrics": {"counters": dict(snap.counters), "gauges": dict(snap.gauges)}})
             if self.witness is not None:
                 self.witness.now(utc_now())  # the run's last record is witnessed too
