@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import pytest
 from conftest import CLI_HANG_GUARD_S, REPO_ROOT, RunCli
 
 from engine.audit.store import AuditStore
+from engine.timeutil import format_utc
 
-TS = "2025-03-04T15:30:00Z"
+# Fresh on the wall clock live commands use.
+TS = format_utc(datetime.now(UTC).replace(microsecond=0))
 CALM: dict[str, Any] = {"ts": TS, "symbol": "SP500", "drift_score": 0.1, "volatility": 0.12,
                         "coherence": 0.9, "frs": 0.9, "meta_reliability": 0.9}
 CSV_HEAD = "ts,symbol,drift_score,volatility,coherence,frs,meta_reliability\n"
