@@ -219,21 +219,36 @@ def step(
     access: AccessOpt = DEFAULT_ACCESS,
     clock: ClockOpt = ClockName.wall,
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
+    sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
+                                                                   "(YAML); alerts are kept "
+                                                                   "in the audit store "
+                                                                   "either way.")] = None,
 ) -> None:
     """One cycle: decide, plan from the broker's book, gate, queue, send (the trader role;
     a policy set other than the one in force also needs admin). Prints each order with its
     status and the rule behind it. On the wall clock (the default) a snapshot older than the
-    policy's max_fact_age, or dated ahead of now, decides the fail-closed action."""
+    policy's max_fact_age, or dated ahead of now, decides the fail-closed action. A halt, or a
+    broker that fails an order, is an alert."""
     # Imported here: the cycle needs pandas, which other commands should not pay for.
     from engine.cycle import CompiledSet, run_cycle
+    from engine.monitoring.alerting import AlertEngine
+    from engine.monitoring.sink_config import SinkConfigError, load_sinks
 
     ps = load_policies([policies])
     snaps = load_snapshots(facts, max_snapshot_bytes=max_snapshot_bytes)
     paper = _broker(broker)
+    sink_list = []
+    if sinks:
+        try:
+            sink_list = load_sinks(sinks)
+        except SinkConfigError as e:
+            fail(str(e))
     try:
         compiled = CompiledSet(ps)
     except ValueError as e:
         fail(str(e))
+    ts = max((str(s.get("ts")) for s in snaps if isinstance(s, dict) and s.get("ts")),
+             default=format_utc(wall_now()))
     with _store(audit) as store:
         actor = authorised(store, access, "trade")
         live = store.active("live")
@@ -241,24 +256,24 @@ def step(
             authorised(store, access, "activate", target=ps.hash)
             store.record_activation(ps, actor=actor.name, scope="live")
         settled = reconcile(store, paper)
-        try:
-            result = run_cycle(compiled, store, paper, snaps, requester=actor.name,
-                               on_broker_error=_broker_alert(store, snaps),
-                               clock=clock_of(clock))
-        except ValueError as e:
-            fail(str(e))
+        before = trading.load(store).state
+        alerts = (AlertEngine.with_sinks(store, sink_list, "live", settings=ps.alert_settings)
+                  if sink_list else AlertEngine(store, None, "live", settings=ps.alert_settings))
+
+        def broker_error(client_id: str, error: str) -> None:
+            alerts.on_broker_error(ts, client_id, error)
+
+        with alerts:
+            try:
+                result = run_cycle(compiled, store, paper, snaps, requester=actor.name,
+                                   on_broker_error=broker_error, clock=clock_of(clock))
+            except ValueError as e:
+                fail(str(e))
+            # Each step is its own process: the state before the cycle tells a new halt from
+            # one already announced, so a latched halt does not alert on every step.
+            if before is not trading.TradingState.HALTED:
+                alerts.on_trading_state(result.ts, result.state.state.value, result.state.rule)
     _print_cycle(result, settled, fmt)
-
-
-def _broker_alert(store: AuditStore, snaps: list[Any]) -> Any:
-    """A broker failure after every retry is an alert of the live system, kept in the store."""
-    ts = max((str(s.get("ts")) for s in snaps if isinstance(s, dict) and s.get("ts")),
-             default=format_utc(wall_now()))
-
-    def report(client_id: str, error: str) -> None:
-        from engine.monitoring.alerting import AlertEngine
-        AlertEngine(store, None, "live").on_broker_error(ts, client_id, error)
-    return report
 
 
 def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Format) -> None:

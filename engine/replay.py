@@ -105,8 +105,11 @@ class Replay:
         self.broker = PaperBroker(broker_path, slippage_bps=config.slippage_bps,
                                   commission_per_share=config.commission_per_share)
         metrics = Metrics(max_points=metrics_points)
-        self.alerts = (AlertEngine.with_sinks(store, list(sinks), self.run_id, metrics=metrics)
-                       if sinks else AlertEngine(store, None, self.run_id, metrics=metrics))
+        settings = self.policy_set.alert_settings
+        self.alerts = (AlertEngine.with_sinks(store, list(sinks), self.run_id, metrics=metrics,
+                                              settings=settings)
+                       if sinks else AlertEngine(store, None, self.run_id, metrics=metrics,
+                                                 settings=settings))
         self.queue = approvals.ApprovalQueue(store)
         self._poll = poll_policies
         self.witness = witness

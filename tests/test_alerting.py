@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.actions import Action
@@ -20,6 +21,7 @@ from engine.monitoring.alerting import ALERT_KIND, SINK_FAILURE_KIND, AlertEngin
 from engine.monitoring.dispatch import SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import JsonlSink, SinkError
+from engine.policy.model import AlertSettings
 from engine.policy.problems import Position, Problem
 
 RUN = "run-test"
@@ -61,32 +63,53 @@ def test_a_thirty_day_halt_is_one_critical_alert_and_its_end(
     for n in range(30):
         raised += engine.on_safety(day(n), "SP500", Action.HALT, "drift-spike-halt")
     raised += engine.on_safety(day(30), "SP500", Action.ALLOW, None)
+    assert sev(stored(store)) == ["critical"]  # one clear cycle does not close it yet
+    raised += engine.on_safety(day(31), "SP500", Action.ALLOW, None)
 
     alerts = stored(store)
     assert sev(alerts) == ["critical", "info"]
     assert [a.alert_id for a in raised] == [a["alert_id"] for a in alerts]
     start, end = alerts
-    assert start["ts"] == day(0) and end["ts"] == day(30)
+    assert start["ts"] == day(0) and end["ts"] == day(31)
     assert start["key"] == end["key"] == "safety:SP500:halt"
     assert start["context"]["rule"] == "drift-spike-halt"
     assert end["context"]["days"] == 30
+    assert end["context"]["until"] == day(30)
     assert end["context"]["started_alert_id"] == start["alert_id"]
     assert end["context"]["now"] == "allow"
 
 
-def test_flapping_raises_one_alert_pair_per_episode(
-    engine: AlertEngine, store: AuditStore
-) -> None:
-    pattern = ["halt", "allow", "halt", "halt", "allow", "halt", "allow"]
+def test_a_flickering_halt_is_one_episode(engine: AlertEngine, store: AuditStore) -> None:
+    pattern = ["halt", "allow", "halt", "halt", "allow", "halt", "allow", "allow"]
     for n, action in enumerate(pattern):
         engine.on_safety(day(n), "WTI", action, "drift-spike-halt" if action == "halt" else None)
+    assert sev(stored(store)) == ["critical", "info"]
+
+
+def test_without_hysteresis_every_change_is_an_alert_pair(store: AuditStore) -> None:
+    with AlertEngine(store, None, RUN, settings=AlertSettings(1, 1)) as engine:
+        pattern = ["halt", "allow", "halt", "halt", "allow", "halt", "allow"]
+        for n, action in enumerate(pattern):
+            engine.on_safety(day(n), "WTI", action, None)
     assert sev(stored(store)) == ["critical", "info"] * 3
+
+
+def test_a_warning_waits_for_min_duration_and_names_when_it_began(
+    engine: AlertEngine, store: AuditStore
+) -> None:
+    for n, action in enumerate(["block_new", "allow", "allow", "block_new", "block_new"]):
+        engine.on_safety(day(n), "SP500", action, "coherence-break-block")
+    alerts = stored(store)
+    assert [(a["severity"], a["ts"]) for a in alerts] == [("warning", day(4))]
+    assert alerts[0]["context"]["since"] == day(3)
+    assert day(3) in alerts[0]["message"]
 
 
 def test_a_change_of_restrictive_action_ends_one_episode_and_starts_the_next(
     engine: AlertEngine, store: AuditStore
 ) -> None:
-    for n, action in enumerate(["halt", "flatten", "flatten", "block_new", "allow", "allow"]):
+    actions = ["halt", "flatten", "flatten", "block_new", "block_new", "allow", "allow"]
+    for n, action in enumerate(actions):
         engine.on_safety(day(n), "NASDAQ", action, f"rule-{action}")
     alerts = stored(store)
     assert [(a["severity"], a["title"]) for a in alerts] == [
@@ -98,6 +121,36 @@ def test_a_change_of_restrictive_action_ends_one_episode_and_starts_the_next(
         ("info", "NASDAQ: block_new ended"),
     ]
     assert alerts[2]["context"]["previous_action"] == "halt"
+
+
+@settings(deadline=None, max_examples=40)
+@given(st.lists(st.sampled_from(["halt", "flatten", "block_new", "wait_confirmation",
+                                 "allow"]), max_size=40),
+       st.integers(min_value=1, max_value=4), st.integers(min_value=1, max_value=4))
+def test_no_halt_goes_unannounced(actions: list[str], min_duration: int,
+                                  clear_after: int) -> None:
+    """Whatever the settings, every cycle under halt lies in a halt episode whose critical
+    alert was raised at or before it, and there are never more alerts than without
+    hysteresis."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = AuditStore(Path(tmp) / "audit.db")
+        raised = 0
+        with AlertEngine(store, None, RUN,
+                         settings=AlertSettings(min_duration, clear_after)) as engine:
+            open_halt = False
+            for n, action in enumerate(actions):
+                for a in engine.on_safety(day(n), "SP500", action, None):
+                    raised += 1
+                    if a.title.endswith("halt ended"):
+                        open_halt = False
+                    if a.severity.value == "critical":
+                        open_halt = True
+                assert open_halt or action != "halt"
+        with AlertEngine(store, None, "plain", settings=AlertSettings(1, 1)) as plain:
+            baseline = sum(len(plain.on_safety(day(n), "SP500", a, None))
+                           for n, a in enumerate(actions))
+        assert raised <= baseline
+        store.close()
 
 
 def test_waiting_and_allowing_are_silent_and_symbols_are_independent(
@@ -248,7 +301,8 @@ def test_alerts_reach_a_real_jsonl_sink(store: AuditStore, tmp_path: Path) -> No
     engine = AlertEngine.with_sinks(store, [JsonlSink(path)], RUN)
     engine.on_safety(day(0), "SP500", "halt", "drift-spike-halt")
     engine.on_safety(day(3), "SP500", "allow", None)
-    engine.on_trading_state(day(3), "HALTED", "drift-spike-halt")
+    engine.on_safety(day(4), "SP500", "allow", None)
+    engine.on_trading_state(day(4), "HALTED", "drift-spike-halt")
     engine.close()
     sent = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     kept = stored(store)
@@ -285,9 +339,9 @@ def test_on_sink_failure_never_raises(store: AuditStore) -> None:
     ]
 
 
-def test_sink_failures_from_another_thread_keep_the_chain_intact(
-    store: AuditStore, engine: AlertEngine
-) -> None:
+def test_sink_failures_from_another_thread_keep_the_chain_intact(store: AuditStore) -> None:
+    engine = AlertEngine(store, None, RUN, settings=AlertSettings(1, 1))
+
     def report() -> None:
         for i in range(40):
             engine.on_sink_failure(SinkFailure("webhook", f"a-{i}", "HTTP 500", day(0)))
@@ -301,11 +355,13 @@ def test_sink_failures_from_another_thread_keep_the_chain_intact(
     assert store.count(SINK_FAILURE_KIND) == 40
     assert store.count(ALERT_KIND) == 39  # day 0 is clear; every later day turns
     assert store.verify().ok
+    engine.close()
 
 
 def test_alert_counts_are_kept_as_metrics(engine: AlertEngine) -> None:
     engine.on_safety(day(0), "SP500", "halt", "r")
     engine.on_safety(day(1), "SP500", "flatten", "r")
+    engine.on_safety(day(2), "SP500", "flatten", "r")
     assert engine.metrics.value("alerts.critical") == 1
     assert engine.metrics.value("alerts.warning") == 1
     assert engine.metrics.value("alerts.info") == 1

@@ -257,7 +257,7 @@ def test_cli_verify_names_the_tampered_record(filled: Path, tmp_path: Path) -> N
 
 
 def other_set(write_policy: WritePolicy) -> PolicySet:
-    text = SAFETY_YAML.read_text(encoding="utf-8").replace("version: 2.0.0", "version: 2.0.1")
+    text = SAFETY_YAML.read_text(encoding="utf-8").replace("version: 2.1.0", "version: 2.1.1")
     return load_policy_set([str(write_policy(text, "safety.yaml", "v201"))])
 
 
@@ -282,7 +282,7 @@ def test_activation_recorded_once_per_policy_set(db_path: Path, safety_set: Poli
         (policy,) = first.body["policies"]
         assert policy["text"] == SAFETY_YAML.read_text(encoding="utf-8")
         assert policy["name"] == "core-safety"
-        assert policy["version"] == "2.0.0"
+        assert policy["version"] == "2.1.0"
         second = store.activation(newer.hash)
         assert second is not None
         assert second.body["policies"][0]["version"] == "2.0.1"
@@ -321,7 +321,7 @@ def test_why_explains_a_recorded_decision(safety_dir: Path, tmp_path: Path,
     assert "FLATTEN" in text
     assert "high-volatility-flatten" in text
     assert f"policies/safety.yaml:{line}:" in text
-    assert "core-safety 2.0.0" in text
+    assert "core-safety 2.1.0" in text
     assert re.search(r"volatility >= 0\.35: observed 0\.42 -> true", text), text
     assert "Re-evaluated from the recorded policy text and facts: same action" in text
 

@@ -59,7 +59,7 @@ def test_validate_good_and_bad(safety_dir: Path, write_policy: WritePolicy,
                                run_cli: RunCli) -> None:
     good = run_cli("validate", str(safety_dir))
     assert good.returncode == 0, good.stderr
-    assert f"ok  {safety_dir / 'safety.yaml'}  SafetyPolicy core-safety 2.0.0" in good.stdout
+    assert f"ok  {safety_dir / 'safety.yaml'}  SafetyPolicy core-safety 2.1.0" in good.stdout
 
     bad = write_policy(SAFETY_YAML.read_text(encoding="utf-8").replace(
         "value: 0.35", "value: 35"), "bad.yaml", "bad")

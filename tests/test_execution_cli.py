@@ -250,3 +250,23 @@ def test_a_halt_latches_and_only_a_named_resume_with_a_reason_lifts_it(
         changes = [(r.body["previous"], r.body["state"], r.body.get("by"))
                    for r in store.iter_records(trading.KIND)]
     assert changes == [("ACTIVE", "HALTED", None), ("HALTED", "ACTIVE", "me")]
+
+
+def test_a_halt_in_a_live_step_alerts_once_through_the_sinks(tmp_path: Path) -> None:
+    home = _workspace(tmp_path, "autonomous", AAA={"drift_score": 0.85})
+    _paper_account(home)
+    (home / "sinks.yaml").write_text("sinks:\n  - type: jsonl\n    path: alerts.jsonl\n",
+                                     encoding="utf-8")
+    args = ["step", "--policies", "policies", "--facts", "facts.jsonl", "--sinks", "sinks.yaml",
+            "--format", "json"]
+    first, again = _many(home, args, args)
+    assert first.returncode == 0, first.stderr
+    assert again.returncode == 0, again.stderr
+    sent = [json.loads(line) for line in
+            (home / "alerts.jsonl").read_text(encoding="utf-8").splitlines()]
+    # The halt is announced by the step that latched it, not again by the next one.
+    assert [(a["severity"], a["title"]) for a in sent] == [("critical", "Trading halted")]
+    assert "drift-spike-halt" in sent[0]["message"]
+    with AuditStore(home / AUDIT) as store:
+        kept = [r.body["alert_id"] for r in store.iter_records("alert")]
+    assert kept == [sent[0]["alert_id"]]

@@ -12,7 +12,7 @@ from conftest import SAFETY_YAML, RunCli, WritePolicy
 
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import load_policy_set, policy_set_from_texts
-from engine.policy.model import AllOf, AnyOf, Leaf, NotOf, PolicySet
+from engine.policy.model import AlertSettings, AllOf, AnyOf, Leaf, NotOf, PolicySet
 from engine.policy.problems import PolicyError, Problem
 from engine.policy.yamlsource import MAX_BYTES
 
@@ -292,7 +292,7 @@ def test_hash_changes_with_text(write_policy: WritePolicy) -> None:
 
 def test_default_policy_is_valid() -> None:
     ps = load_policy_set([str(SAFETY_YAML)])
-    assert ps.versions() == {"core-safety": "2.0.0"}
+    assert ps.versions() == {"core-safety": "2.1.0"}
 
 
 def test_validate_command_accepts_valid_policies(write_policy: WritePolicy, safety_dir: Path,
@@ -301,7 +301,7 @@ def test_validate_command_accepts_valid_policies(write_policy: WritePolicy, safe
     proc = run_cli("validate", str(safety_dir))
     assert proc.returncode == 0, proc.stderr
     assert "ok" in proc.stdout
-    assert "core-safety 2.0.0" in proc.stdout
+    assert "core-safety 2.1.0" in proc.stdout
     assert "rich-safety 3.1.4-rc.1+build.7" in proc.stdout
     assert "2 policies valid" in proc.stdout
     assert proc.stderr == ""
@@ -432,3 +432,32 @@ spec:
                            100: "block_new", 123: "block_new", 124: "allow"}
     finally:
         evaluator.close()
+
+
+def with_alerts(name: str, rule_id: str, alerts: str) -> str:
+    return policy_text(name, rule_id).replace("spec:\n", f"spec:\n  alerts: {alerts}\n")
+
+
+def test_alert_settings_are_read_from_the_safety_policy(write_policy: WritePolicy,
+                                                         safety_set: PolicySet) -> None:
+    assert safety_set.alert_settings == AlertSettings(min_duration=3, clear_after=30)
+    path = write_policy(with_alerts("alpha", "one", "{min_duration: 4}"))
+    assert load_policy_set([str(path)]).alert_settings == AlertSettings(4, 2)
+    plain = write_policy(policy_text("beta", "two"), directory="plain")
+    assert load_policy_set([str(plain)]).alert_settings == AlertSettings(2, 2)
+
+
+def test_bad_or_doubly_declared_alert_settings_are_refused(write_policy: WritePolicy) -> None:
+    bad = write_policy(with_alerts("alpha", "one", "{min_duration: 0, clear_after: 1.5}"),
+                       directory="bad")
+    with pytest.raises(PolicyError) as info:
+        load_policy_set([str(bad)])
+    assert len(info.value.problems) == 2
+    assert all(p.pos.line == 7 for p in info.value.problems), info.value.problems
+    write_policy(with_alerts("alpha", "one", "{min_duration: 2}"), "a.yaml")
+    second = write_policy(with_alerts("beta", "two", "{clear_after: 3}"), "b.yaml")
+    with pytest.raises(PolicyError) as info:
+        load_policy_set([str(second.parent)])
+    (problem,) = info.value.problems
+    assert problem.pos.file == str(second)
+    assert "declare the alert settings in one safety policy" in problem.message

@@ -138,7 +138,7 @@ def test_every_combination_of_rails(safety_evaluator: SafetyEvaluator,
     assert d.deciding_rule is not None
     assert d.deciding_rule.rule == deciding
     assert d.deciding_rule.policy == "core-safety"
-    assert d.deciding_rule.version == "2.0.0"
+    assert d.deciding_rule.version == "2.1.0"
     assert d.deciding_rule.source == f"{SAFETY_YAML}:{safety_rule_line(deciding)}:7"
     for f in d.fired:
         assert f.source == f"{SAFETY_YAML}:{safety_rule_line(f.rule)}:7"
@@ -159,7 +159,7 @@ def test_decision_records_the_policy_set(safety_evaluator: SafetyEvaluator,
                                          safety_set: PolicySet) -> None:
     d = decide(safety_evaluator, snapshot(volatility=0.5))
     doc = d.to_json()
-    assert doc["policy_set"] == {"hash": safety_set.hash, "policies": {"core-safety": "2.0.0"}}
+    assert doc["policy_set"] == {"hash": safety_set.hash, "policies": {"core-safety": "2.1.0"}}
     assert doc["ts"] == TS
     assert doc["symbol"] == "SP500"
     assert doc["fired"][0]["observed"] == {"volatility": 0.5}

@@ -30,7 +30,7 @@ def _candidate(tmp: Path) -> Path:
     text = safety.read_text(encoding="utf-8")
     assert "value: 0.35}" in text
     safety.write_text(text.replace("value: 0.35}", "value: 0.30}")
-                      .replace("version: 2.0.0", "version: 2.1.0"), encoding="utf-8")
+                      .replace("version: 2.1.0", "version: 2.2.0"), encoding="utf-8")
     return cand
 
 

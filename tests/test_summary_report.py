@@ -26,6 +26,7 @@ from engine.monitoring.alerting import AlertEngine
 from engine.monitoring.dispatch import SinkFailure
 from engine.monitoring.report import action_runs, thin, write_report
 from engine.monitoring.summary import RunSummary, SummaryError, summarize
+from engine.policy.model import AlertSettings
 from tests.conftest import REPO_ROOT
 
 RUN_A = "run-a"
@@ -117,7 +118,7 @@ def write_runs(store: AuditStore) -> list[str]:
         order(RUN_A, "a-5", "submitting"), order(RUN_A, "a-5", "failed"),
     ])
     ids: list[str] = []
-    with AlertEngine(store, None, RUN_A) as engine:
+    with AlertEngine(store, None, RUN_A, settings=AlertSettings(1, 1)) as engine:
         start = datetime(2008, 1, 1, 21, tzinfo=UTC)
         for n in range(24):
             action = "halt" if n % 2 == 0 else "allow"
@@ -392,7 +393,7 @@ def test_report_draws_the_thresholds_of_the_recorded_policy(tmp_path: Path) -> N
     from engine.policy.loader import policy_set_from_texts
 
     text = (REPO_ROOT / "policies" / "safety.yaml").read_text(encoding="utf-8")
-    changed = text.replace("value: 0.35}", "value: 0.3}").replace("2.0.0", "2.1.0")
+    changed = text.replace("value: 0.35}", "value: 0.3}").replace("2.1.0", "2.2.0")
     policy_set = policy_set_from_texts([("policies/safety.yaml", changed)])
     store = AuditStore(tmp_path / "audit.db")
     store.record_activation(policy_set, actor="tester")

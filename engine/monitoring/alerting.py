@@ -25,6 +25,7 @@ from engine.monitoring.dispatch import AlertDispatcher, SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.redact import Redactor
 from engine.monitoring.sinks import Sink
+from engine.policy.model import AlertSettings
 from engine.timeutil import TimestampError, format_utc, parse_utc
 
 _log = logging.getLogger(__name__)
@@ -57,6 +58,19 @@ class _Episode:
 
 
 @dataclass(frozen=True)
+class _Track:
+    """Where one symbol stands between cycles: its open episode (alerted), the action waiting
+    to hold long enough to open one, and how long the open episode's action has been absent."""
+
+    episode: _Episode | None = None
+    candidate: Action | None = None
+    candidate_since: datetime | None = None
+    candidate_cycles: int = 0
+    clear_since: datetime | None = None
+    clear_cycles: int = 0
+
+
+@dataclass(frozen=True)
 class _Halt:
     since: datetime
     rule: str | None
@@ -86,11 +100,15 @@ class _BoundedSet:
 class AlertEngine:
     """De-duplicated alerts for one run.
 
-    Safety actions (per symbol): entering `halt` is critical, `flatten` or `block_new` a
-    warning; leaving the episode is one info alert; moving between those actions ends one
-    episode and starts the next; staying is silent. The book's trading state: entering HALTED is
-    critical; while a latched halt outlives the rule that caused it, one warning per
-    `halt_reminder_every`; leaving HALTED is info.
+    Safety actions (per symbol), with hysteresis (`settings`, cycles): an episode of `flatten`
+    or `block_new` opens, with a warning, once the action has held for `min_duration` cycles;
+    `halt` opens one at once, critical. An open episode closes, with one info alert, only
+    after its action has been absent for `clear_after` cycles, so an action that flickers
+    on and off is one episode, not one a day. Moving to another alerting action that holds
+    long enough ends one episode and starts the next; staying is silent.
+
+    The book's trading state: entering HALTED is critical; while a latched halt outlives the
+    rule that caused it, one warning per `halt_reminder_every`; leaving HALTED is info.
 
     Every `on_*` method returns the alerts it raised (an empty tuple when it stayed silent).
     """
@@ -105,6 +123,7 @@ class AlertEngine:
         halt_reminder_every: timedelta = timedelta(days=7),
         metrics: Metrics | None = None,
         max_remembered: int = 100_000,
+        settings: AlertSettings | None = None,
     ) -> None:
         if not isinstance(run_id, str) or not run_id.strip():
             raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
@@ -119,6 +138,7 @@ class AlertEngine:
         ):
             raise ValueError(f"max_remembered must be an integer >= 1, got {max_remembered!r}")
         self.run_id = run_id
+        self.settings = settings if settings is not None else AlertSettings()
         self.approval_wait_limit = approval_wait_limit
         self.halt_reminder_every = halt_reminder_every
         self.metrics = metrics if metrics is not None else Metrics()
@@ -126,7 +146,7 @@ class AlertEngine:
         self._dispatcher = dispatcher
         self._owns_dispatcher = False
         self._lock = threading.RLock()
-        self._episodes: dict[str, _Episode] = {}
+        self._tracks: dict[str, _Track] = {}
         self._state: str | None = None
         self._halt: _Halt | None = None
         self._policy_failures = _BoundedSet(max_remembered)
@@ -162,40 +182,44 @@ class AlertEngine:
     def on_safety(
         self, ts: str | datetime, symbol: str, action: Action | str, rule: str | None
     ) -> tuple[Alert, ...]:
-        """The safety action in force for `symbol` at `ts`, and the rule that decided it."""
+        """The safety action in force for `symbol` at `ts` (one call per cycle), and the rule
+        that decided it."""
         moment = _moment(ts)
         symbol = _name("symbol", symbol)
         act = _action(action)
         rule = _rule(rule)
         with self._lock:
-            previous = self._episodes.get(symbol)
-            if previous is not None and previous.action is act:
+            track = self._tracks.get(symbol, _Track())
+            episode = track.episode
+            if episode is not None and episode.action is act:
+                self._tracks[symbol] = _Track(episode)
                 return ()
+            if act in EPISODE_SEVERITY:
+                held = track.candidate_cycles + 1 if track.candidate is act else 1
+                since = track.candidate_since if track.candidate is act else moment
+                track = replace(track, candidate=act, candidate_since=since,
+                                candidate_cycles=held)
+            else:
+                track = replace(track, candidate=None, candidate_since=None, candidate_cycles=0)
+            if episode is not None:
+                track = replace(track, clear_since=track.clear_since or moment,
+                                clear_cycles=track.clear_cycles + 1)
             alerts: list[Alert] = []
-            if previous is not None:
-                del self._episodes[symbol]
-                alerts.append(self._episode_ended(moment, symbol, previous, act))
-            severity = EPISODE_SEVERITY.get(act)
-            if severity is not None:
-                alert = self._emit(
-                    moment,
-                    severity,
-                    "safety",
-                    f"safety:{symbol}:{act.value}",
-                    f"{symbol}: {act.value} started",
-                    f"{symbol} is under {act.value}"
-                    + (f" (rule {rule})" if rule else " (no rule named)")
-                    + (f"; it follows {previous.action.value}" if previous else ""),
-                    {
-                        "episode": "started",
-                        "symbol": symbol,
-                        "action": act.value,
-                        "rule": rule,
-                        "previous_action": previous.action.value if previous else None,
-                    },
-                )
-                alerts.append(alert)
-                self._episodes[symbol] = _Episode(act, moment, rule, alert.alert_id)
+            opens = track.candidate is not None and (
+                track.candidate is Action.HALT
+                or track.candidate_cycles >= self.settings.min_duration)
+            if episode is not None and (opens or track.clear_cycles >= self.settings.clear_after):
+                alerts.append(self._episode_ended(track.clear_since or moment, moment, symbol,
+                                                  episode, act))
+                track = _Track(None, track.candidate, track.candidate_since,
+                               track.candidate_cycles)
+            if opens and track.candidate is not None:
+                started = self._episode_started(moment, track.candidate_since or moment, symbol,
+                                                track.candidate, rule, episode)
+                alerts.append(started)
+                track = _Track(_Episode(act, track.candidate_since or moment, rule,
+                                        started.alert_id))
+            self._tracks[symbol] = track
             return tuple(alerts)
 
     def on_trading_state(
@@ -370,10 +394,38 @@ class AlertEngine:
 
     # -- episodes ---------------------------------------------------------------------------
 
-    def _episode_ended(
-        self, moment: datetime, symbol: str, episode: _Episode, now: Action
+    def _episode_started(
+        self, moment: datetime, since: datetime, symbol: str, act: Action, rule: str | None,
+        previous: _Episode | None,
     ) -> Alert:
-        days = (moment - episode.since).days
+        severity = EPISODE_SEVERITY[act]
+        return self._emit(
+            moment,
+            severity,
+            "safety",
+            f"safety:{symbol}:{act.value}",
+            f"{symbol}: {act.value} started",
+            f"{symbol} is under {act.value}"
+            + (f" (rule {rule})" if rule else " (no rule named)")
+            + (f" since {format_utc(since)}" if since != moment else "")
+            + (f"; it follows {previous.action.value}" if previous else ""),
+            {
+                "episode": "started",
+                "symbol": symbol,
+                "action": act.value,
+                "rule": rule,
+                "since": format_utc(since),
+                "previous_action": previous.action.value if previous else None,
+            },
+        )
+
+    def _episode_ended(
+        self, clear_since: datetime, moment: datetime, symbol: str, episode: _Episode,
+        now: Action,
+    ) -> Alert:
+        """The end of `episode`, confirmed at `moment`; its action was last in force the
+        cycle before `clear_since`."""
+        days = (clear_since - episode.since).days
         return self._emit(
             moment,
             Severity.INFO,
@@ -381,13 +433,14 @@ class AlertEngine:
             f"safety:{symbol}:{episode.action.value}",
             f"{symbol}: {episode.action.value} ended",
             f"{symbol} was under {episode.action.value} from {format_utc(episode.since)} "
-            f"({days} day(s)); now {now.value}",
+            f"to {format_utc(clear_since)} ({days} day(s)); now {now.value}",
             {
                 "episode": "ended",
                 "symbol": symbol,
                 "action": episode.action.value,
                 "rule": episode.rule,
                 "since": format_utc(episode.since),
+                "until": format_utc(clear_since),
                 "days": days,
                 "now": now.value,
                 "started_alert_id": episode.alert_id,

@@ -65,11 +65,20 @@ def _build_set(readers: Sequence[Callable[[], YamlDocument]]) -> PolicySet:
 
 
 def cross_check(policies: Sequence[Policy]) -> list[Problem]:
-    """What only the whole set can show: rule ids and policy names used twice."""
+    """What only the whole set can show: rule ids and policy names used twice, and alert
+    settings declared by two safety policies (which one applies would be a guess)."""
     problems: list[Problem] = []
     first_rule: dict[str, Position] = {}
     first_name: dict[str, str] = {}
+    alerts_in: str | None = None
     for p in policies:
+        if p.kind == "SafetyPolicy" and "alerts" in p.spec:
+            if alerts_in is not None:
+                problems.append(Problem(Position(p.path, 1, 1),
+                                        f"spec.alerts is also set in {alerts_in}: declare the "
+                                        "alert settings in one safety policy"))
+            else:
+                alerts_in = p.path
         if p.name in first_name:
             problems.append(Problem(Position(p.path, 1, 1),
                                     f"policy name '{p.name}' is also used by {first_name[p.name]}"))

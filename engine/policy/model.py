@@ -103,6 +103,37 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class AlertSettings:
+    """When a safety action becomes an alert episode, in cycles (a replay has one a day).
+
+    An action must hold for `min_duration` cycles before its episode opens, except a halt,
+    which alerts at once; an open episode closes only after its action has been absent for
+    `clear_after` cycles. Counting cycles rather than time keeps a replay and a live loop
+    alike whatever their cadence.
+    """
+
+    min_duration: int = 2
+    clear_after: int = 2
+
+    def __post_init__(self) -> None:
+        for label, value in (("min_duration", self.min_duration),
+                             ("clear_after", self.clear_after)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"alerts.{label} must be a whole number of cycles >= 1, "
+                                 f"got {value!r}")
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AlertSettings:
+        """The settings of a SafetyPolicy spec (validated by the schema); defaults when absent."""
+        alerts = spec.get("alerts")
+        if not isinstance(alerts, Mapping):
+            return cls()
+        default = cls()
+        return cls(min_duration=alerts.get("min_duration", default.min_duration),
+                   clear_after=alerts.get("clear_after", default.clear_after))
+
+
+@dataclass(frozen=True)
 class Policy:
     kind: str
     name: str
@@ -135,6 +166,15 @@ class PolicySet:
         for p in sorted(self.policies, key=lambda p: (p.kind, p.name)):
             h.update(f"{p.kind}\0{p.name}\0{p.hash}\n".encode())
         return h.hexdigest()
+
+    @property
+    def alert_settings(self) -> AlertSettings:
+        """The `alerts` settings of the safety policy that declares them (the loader refuses
+        a set where two declare them), or the defaults."""
+        for p in self.of_kind("SafetyPolicy"):
+            if "alerts" in p.spec:
+                return AlertSettings.from_spec(p.spec)
+        return AlertSettings()
 
     def of_kind(self, kind: str) -> tuple[Policy, ...]:
         return tuple(p for p in self.policies if p.kind == kind)
