@@ -92,7 +92,7 @@ def report(
             summary = summarize(store, run)
             path = None
             if out_dir is not None:
-                from engine.monitoring.report import write_report  # matplotlib is slow to load
+                from engine.monitoring.report import write_report  # plotly is slow to load
 
                 path = write_report(store, out_dir, summary.run_id, summary=summary)
         except SummaryError as e:

@@ -136,6 +136,8 @@ class Replay:
             "approval_rule": self.config.approval.describe(),
             "resume_rule": self.config.resume.describe(), "symbols": sorted(symbols),
             "initial_cash": self.book.cash, "initial_positions": dict(self.book.positions),
+            "slippage_bps": self.config.slippage_bps,
+            "commission_per_share": self.config.commission_per_share,
             "started_by": self.config.started_by, "summary": f"replay of {n_days} days"})
         reconcile(self.store, self.broker)
         tick = ReplayProgress(days=n_days)

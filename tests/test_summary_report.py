@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import itertools
 import json
 import math
@@ -17,14 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import RunCli
-from hypothesis import given
-from hypothesis import strategies as st
-from PIL import Image
 
 from engine.audit.store import AuditStore
 from engine.monitoring.alerting import AlertEngine
 from engine.monitoring.dispatch import SinkFailure
-from engine.monitoring.report import action_runs, thin, write_report
+from engine.monitoring.report import write_report
 from engine.monitoring.summary import RunSummary, SummaryError, summarize
 from engine.policy.model import AlertSettings
 from tests.conftest import REPO_ROOT
@@ -312,9 +307,18 @@ def test_fugger_alerts_lists_the_last_twenty_or_all(
 # -- HTML report --------------------------------------------------------------------------------
 
 
-def images(page: str) -> list[Image.Image]:
-    found = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    return [Image.open(io.BytesIO(base64.b64decode(data))) for data in found]
+def figure(page: str, name: str) -> str:
+    """The text of the table cell named `name` (data-figure) in the report."""
+    found = re.findall(rf'data-figure="{re.escape(name)}">([^<]*)<', page)
+    assert len(found) == 1, name
+    return html.unescape(found[0])
+
+
+def table_rows(page: str, table_id: str) -> list[list[str]]:
+    body = re.search(rf'<table id="{table_id}">(.*?)</table>', page, re.S)
+    assert body is not None, table_id
+    return [[html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body.group(1))][1:]
 
 
 def test_the_report_is_one_self_contained_file(
@@ -325,18 +329,79 @@ def test_the_report_is_one_self_contained_file(
     assert path == out / "report.html"
     assert [p.name for p in out.iterdir()] == ["report.html"]
     page = path.read_text(encoding="utf-8")
-    pictures = images(page)
-    assert len(pictures) == 3  # equity, then one per symbol
-    assert all(p.format == "PNG" and p.size[0] == 1200 for p in pictures)
-    assert not re.search(r'(?:src|href)="(?!data:)', page)
+    # plotly.js inline and once; nothing fetched from anywhere.
+    assert page.count("<script type=\"text/javascript\">/**") == 1
+    assert not re.search(r'<(?:script|link|img)[^>]+(?:src|href)="(?!data:)', page)
+    assert page.count('class="plotly-graph-div"') == 4 + 2  # four charts, one per symbol
     summary: RunSummary = summarize(store)
     assert html.escape(summary.render_text()) in page
     assert html.escape(summary.approval_rule or "?") in page
-    assert page.count('<td class="sev-') == 20
     assert '<tr class="notable"><td>2008</td>' in page
+    # Critical alerts first, in full; the others counted by kind.
+    assert [r[2] for r in table_rows(page, "critical-alerts")] == ["SP500: halt started"] * 12
+    assert table_rows(page, "alert-counts") == [["approval", "warning", "1"],
+                                                ["safety", "info", "12"]]
+    for heading in ("Five worst drawdowns", "What each rule cost or saved", "Halts",
+                    "Assumptions", "split equally"):
+        assert heading in page
 
 
-def test_a_long_run_renders_with_exact_bands(store: AuditStore, tmp_path: Path) -> None:
+def test_the_report_figures_match_their_formulas(store: AuditStore, tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    store.append(*started(RUN_A, ["SP500"]))
+    start = datetime(2001, 1, 2, 21, tzinfo=UTC)
+    book, hold = [100_000.0], [100_000.0]
+    for _ in range(799):
+        book.append(book[-1] * (1 + rng.normal(0.0003, 0.008)))
+        hold.append(hold[-1] * (1 + rng.normal(0.0004, 0.015)))
+    records = []
+    for n, (b, h) in enumerate(zip(book, hold, strict=True)):
+        ts = (start + timedelta(days=n)).isoformat().replace("+00:00", "Z")
+        action = "block_new" if n % 50 == 0 else "allow"
+        records.append(cycle(RUN_A, ts, round(b, 2), round(h, 2), {"SP500": action},
+                             deciding={"SP500": "coherence-break-block"
+                                       if action != "allow" else None}))
+    store.append_many(records)
+    store.append_many([
+        ("order", "f-1", {"run_id": RUN_A, "ts": records[3][2]["ts"], "client_id": "f-1",
+                          "symbol": "SP500", "side": "buy", "shares": 10.0, "price": 100.0,
+                          "fill_price": 100.05, "commission": 1.5, "status": "filled"}),
+        ("trading_state", "book", {"run_id": RUN_A, "state": "HALTED",
+                                   "rule": "drift-spike-halt", "since": records[5][2]["ts"],
+                                   "previous": "ACTIVE"}),
+        ("trading_state", "book", {"run_id": RUN_A, "state": "ACTIVE", "rule": None,
+                                   "since": records[12][2]["ts"], "previous": "HALTED",
+                                   "by": "replay-operator"}),
+    ])
+    page = write_report(store, tmp_path / "r").read_text(encoding="utf-8")
+
+    equity = np.array([round(b, 2) for b in book])
+    r = equity[1:] / equity[:-1] - 1
+    years = r.size / 252
+    assert figure(page, "book.cagr") == f"{(equity[-1] / equity[0]) ** (1 / years) - 1:.2%}"
+    assert figure(page, "book.volatility") == f"{r.std(ddof=1) * math.sqrt(252):.2%}"
+    assert figure(page, "book.sharpe") == f"{r.mean() / r.std(ddof=1) * math.sqrt(252):.2f}"
+    peaks = np.maximum.accumulate(equity)
+    assert figure(page, "book.max_drawdown") == f"{(equity / peaks - 1).min():.2%}"
+    assert figure(page, "book.var_95") == f"{np.percentile(r, 5):.2%}"
+    held = np.array([round(h, 2) for h in hold])
+    rh = held[1:] / held[:-1] - 1
+    beta = np.cov(r, rh, ddof=1)[0, 1] / rh.var(ddof=1)
+    assert figure(page, "book.beta") == f"{beta:.2f}"
+    assert figure(page, "buy_hold.beta") == "1.00"
+    assert figure(page, "costs.commission") == "1.50"
+    assert figure(page, "costs.slippage") == "0.50"
+    worst = table_rows(page, "drawdowns")
+    assert len(worst) == 5 and worst[0][0] == f"{1 - (equity / peaks).min():.2%}"
+    assert table_rows(page, "halts") == [[records[5][2]["ts"], "drift-spike-halt",
+                                          records[12][2]["ts"], "replay-operator", "7"]]
+    [effect] = table_rows(page, "rule-effects")
+    after = [n + 1 for n in range(0, 799, 50)]
+    expected = np.prod(1 + r[[a - 1 for a in after]]) - 1
+    assert effect[:3] == ["coherence-break-block", str(len(after)), f"{expected:+.2%}"]
+
+
+def test_a_long_run_renders(store: AuditStore, tmp_path: Path) -> None:
     symbols = ["NASDAQ", "SP500", "WTI"]
     store.append(*started(RUN_A, symbols))
     rng = np.random.default_rng(7)
@@ -355,37 +420,9 @@ def test_a_long_run_renders_with_exact_bands(store: AuditStore, tmp_path: Path) 
     store.append_many(records)
     path = write_report(store, tmp_path / "big")
     page = path.read_text(encoding="utf-8")
-    assert len(images(page)) == 4
+    assert page.count('class="plotly-graph-div"') == 4 + 3
     assert "5000 (1999-11-12 .. 2013-07-20)" in page
-
-
-# -- drawing helpers ----------------------------------------------------------------------------
-
-
-@given(st.lists(st.integers(min_value=-1, max_value=4), max_size=300))
-def test_action_runs_cover_every_day_exactly(codes: list[int]) -> None:
-    runs = action_runs(np.array(codes, dtype=int))
-    expanded = [code for start, end, code in runs for _ in range(start, end)]
-    assert expanded == codes
-    assert all(a[2] != b[2] and a[1] == b[0] for a, b in itertools.pairwise(runs))
-
-
-@given(
-    st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1,
-             max_size=3000),
-    st.integers(min_value=6, max_value=500),
-)
-def test_thinning_keeps_the_extremes_and_the_order(values: list[float], bound: int) -> None:
-    y = np.array(values)
-    x = np.arange(y.size, dtype=float)
-    xs, ys = thin(x, y, bound)
-    if y.size <= bound:
-        assert xs.size == y.size
-    else:
-        assert xs.size <= bound
-    assert np.all(np.diff(xs) > 0)
-    assert ys.max() == y.max() and ys.min() == y.min()
-    assert np.array_equal(ys, y[xs.astype(int)])
+    assert path.stat().st_size < 12_000_000
 
 
 def test_report_draws_the_thresholds_of_the_recorded_policy(tmp_path: Path) -> None:
