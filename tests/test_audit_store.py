@@ -285,7 +285,7 @@ def test_activation_recorded_once_per_policy_set(db_path: Path, safety_set: Poli
         assert policy["version"] == "2.1.0"
         second = store.activation(newer.hash)
         assert second is not None
-        assert second.body["policies"][0]["version"] == "2.0.1"
+        assert second.body["policies"][0]["version"] == "2.1.1"
         assert store.verify().ok
 
 

@@ -46,7 +46,7 @@ def threshold_change(tmp_path: Path, *, bump: bool) -> tuple[Path, Path]:
     new = write_frozen_policies(tmp_path / "new")
     edit(new / "safety.yaml", 'op: "<=", value: 0.5}', 'op: "<=", value: 0.6}')
     if bump:
-        edit(new / "safety.yaml", "version: 2.1.0", "version: 2.2.0")
+        edit(new / "safety.yaml", "version: 2.0.0", "version: 2.1.0")
     return old, new
 
 
@@ -59,12 +59,12 @@ def test_changed_threshold_without_new_version_fails(tmp_path: Path, run_cli: Ru
     old, new = threshold_change(tmp_path, bump=False)
     proc = run_cli("diff", str(old), str(new))
     assert proc.returncode == 1
-    assert "~ policy core-safety (SafetyPolicy): version 2.1.0 (NOT BUMPED)" in proc.stdout
+    assert "~ policy core-safety (SafetyPolicy): version 2.0.0 (NOT BUMPED)" in proc.stdout
     lines = [line.strip() for line in proc.stdout.splitlines()]
     i = lines.index(f"~ rule coherence-break-block  ({new / 'safety.yaml'}:16:7)")
     assert lines[i + 1:i + 3] == ["when   coherence <= 0.5", "-> coherence <= 0.6"]
     assert (f"error: {new / 'safety.yaml'}:5:12: policy core-safety (SafetyPolicy) changed but "
-            "metadata.version is still 2.1.0") in proc.stderr
+            "metadata.version is still 2.0.0") in proc.stderr
     assert "1 policy(ies) differ, 1 unchanged" in proc.stdout
 
 
@@ -81,7 +81,7 @@ def test_rules_settings_and_policies_added_and_removed(tmp_path: Path) -> None:
     old = write_frozen_policies(tmp_path / "old")
     new = write_frozen_policies(tmp_path / "new")
     (new / "approval.yaml").unlink()
-    edit(new / "safety.yaml", "version: 2.1.0", "version: 3.0.0")
+    edit(new / "safety.yaml", "version: 2.0.0", "version: 3.0.0")
     edit(new / "safety.yaml", "max_fact_age: 1d", "max_fact_age: 2h")
     edit(new / "safety.yaml", "action: block_new", "action: flatten")
     edit(new / "safety.yaml", """    - id: drift-spike-halt
@@ -127,7 +127,7 @@ def test_replay_counts_transitions_from_facts(tmp_path: Path, run_cli: RunCli) -
     ]
     text = run_cli("diff", str(old), str(new), "--facts", str(facts), "--examples", "1")
     assert text.returncode == 0, text.stderr
-    assert "~ policy core-safety (SafetyPolicy): version 2.1.0 -> 2.2.0" in text.stdout
+    assert "~ policy core-safety (SafetyPolicy): version 2.0.0 -> 2.1.0" in text.stdout
     assert f"replayed 7 snapshot(s) from {facts}: 3 decision(s) would change" in text.stdout
     assert "  allow -> block_new: 2" in text.stdout
     assert "  wait_confirmation -> block_new: 1" in text.stdout

@@ -58,7 +58,7 @@ def test_first_poll_loads_then_nothing_until_content_changes(policy_dir: Path) -
     assert first.hash == load_policy_set([str(policy_dir)]).hash
     assert watcher.poll() is None
     assert events.kinds() == ["activated"]
-    assert "core-safety 2.1.0" in events.seen[0].message
+    assert "core-safety 2.0.0" in events.seen[0].message
 
 
 def test_valid_change_swaps_even_with_the_old_mtime(policy_dir: Path) -> None:
@@ -69,7 +69,7 @@ def test_valid_change_swaps_even_with_the_old_mtime(policy_dir: Path) -> None:
     safety = policy_dir / "safety.yaml"
     stat = safety.stat()
     edit(safety, "value: 0.8}", "value: 0.7}")
-    edit(safety, "version: 2.1.0", "version: 2.1.1")
+    edit(safety, "version: 2.0.0", "version: 2.0.1")
     os.utime(safety, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # content, not mtime, counts
     after = watcher.poll()
     assert after is not None and after.hash != before.hash
@@ -190,7 +190,7 @@ def test_compile_failure_keeps_the_last_good_object(policy_dir: Path) -> None:
     try:
         good = watcher.poll()
         assert isinstance(good, SafetyEvaluator)
-        edit(policy_dir / "safety.yaml", "version: 2.1.0", "version: 9.9.9")
+        edit(policy_dir / "safety.yaml", "version: 2.0.0", "version: 9.9.9")
         assert watcher.poll() is None
         assert watcher.poll() is None
         assert watcher.current is good

@@ -44,8 +44,9 @@ _CONFIG = {"displaylogo": False, "responsive": True}
 
 def fragment(fig: go.Figure) -> str:
     """The figure as a <div> and its script, without plotly.js."""
-    fig.update_layout(template="plotly_white", margin={"l": 70, "r": 20, "t": 40, "b": 40},
-                      hovermode="x unified", legend={"orientation": "h", "y": 1.06})
+    fig.update_layout(template="plotly_white", margin={"l": 70, "r": 20, "t": 90, "b": 40},
+                      hovermode="x unified", title={"y": 0.98, "yanchor": "top"},
+                      legend={"orientation": "h", "y": 1.0, "yanchor": "bottom"})
     html: str = fig.to_html(full_html=False, include_plotlyjs=False, config=_CONFIG)
     return html
 
