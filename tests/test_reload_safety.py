@@ -69,9 +69,9 @@ def _copy_policies(root: Path) -> Path:
 def _candidate_text() -> str:
     """The shipped safety policy with its volatility rail lowered to 0.30."""
     text = (REPO_ROOT / "policies" / "safety.yaml").read_text(encoding="utf-8")
-    assert text.count("value: 0.35}") == 1 and "version: 2.0.0" in text
-    return text.replace("value: 0.35}", "value: 0.30}").replace("version: 2.0.0",
-                                                               "version: 2.1.0")
+    assert text.count("value: 0.35}") == 1 and "version: 2.1.0" in text
+    return text.replace("value: 0.35}", "value: 0.30}").replace("version: 2.1.0",
+                                                               "version: 2.2.0")
 
 
 def _run(root: Path, steps: Callable[[Path], list[tuple[str, Callable[[], None]]]],
