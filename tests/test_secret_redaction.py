@@ -5,6 +5,7 @@ there once cannot be removed."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from urllib.parse import quote
 
@@ -72,7 +73,15 @@ def test_run_keeps_sink_credentials_out_of_the_store_the_output_and_the_report(
     try:
         sinks = _sinks_file(tmp_path / "sinks.yaml", recorder)
         audit, report = tmp_path / "audit.db", tmp_path / "report"
-        proc = run_cli("run", "--policies", str(REPO_ROOT / "policies"),
+        # One day: every episode must alert on its first cycle for the sinks to be tried.
+        policies = tmp_path / "policies"
+        shutil.copytree(REPO_ROOT / "policies", policies, ignore=shutil.ignore_patterns("tests"))
+        safety = policies / "safety.yaml"
+        text = safety.read_text(encoding="utf-8")
+        assert "min_duration: 3\n" in text
+        safety.write_text(text.replace("min_duration: 3\n", "min_duration: 1\n"),
+                          encoding="utf-8")
+        proc = run_cli("run", "--policies", str(policies),
                        "--facts", str(REPO_ROOT / "examples" / "history.jsonl"),
                        "--portfolio", str(REPO_ROOT / "examples" / "portfolio.yaml"),
                        "--audit", str(audit), "--sinks", str(sinks), "--report", str(report),
