@@ -241,6 +241,21 @@ def test_an_order_with_unusable_shares_price_or_holding_is_never_sent(
                     assert field.replace("_", " ") in result.reason
 
 
+def test_the_smallest_order_that_can_be_judged_goes_out(
+        evaluators: dict[str, ApprovalEvaluator], decisions: dict[Action, Decision]) -> None:
+    """One share at a price under one, in a symbol held once: nothing about it is malformed,
+    and one share held makes the symbol held (no new-symbol approval)."""
+    allow = decisions[Action.ALLOW]
+    for side in ("BUY", "SELL"):
+        tiny = OrderIntent(SYMBOL, side, 1, 0.5, held_shares=1)
+        for mode in ("autonomous", "semi_autonomous"):
+            result = gate(tiny, allow, ACTIVE, evaluators[mode])
+            assert (result.verdict, result.rule) == (SEND, None), (mode, result)
+    fresh = OrderIntent(SYMBOL, "BUY", 1, 0.5, held_shares=0)
+    result = gate(fresh, allow, ACTIVE, evaluators["semi_autonomous"])
+    assert (result.verdict, result.rule) == (PENDING, "new-symbol-approval")
+
+
 BYPASS_WORDS = ("skip", "bypass", "force", "override", "unsafe", "unchecked", "ungated",
                 "no_gate", "nogate", "trust", "dry", "direct", "raw", "admin")
 
