@@ -12,6 +12,11 @@ from conftest import SAFETY_YAML, RunCli
 
 from engine.schemas import load_schema
 
+#: The shipped safety policy's version line, whatever version it is at.
+_VERSION = next(line.strip() for line in SAFETY_YAML.read_text(encoding="utf-8").splitlines()
+                if line.strip().startswith("version:"))
+_DRIFT_WHEN = 'when: {fact: drift_score, op: ">=", value: 0.8}'
+
 
 def _policy_dir(tmp_path: Path, old: str, new: str) -> Path:
     text = SAFETY_YAML.read_text(encoding="utf-8")
@@ -24,7 +29,7 @@ def _policy_dir(tmp_path: Path, old: str, new: str) -> Path:
 
 @pytest.mark.parametrize(("old", "new", "problem"), [
     ("- id: drift-spike-halt", '- id: "drift-spike-halt\\n"', "spec.rules[0].id"),
-    ("version: 2.0.0", 'version: "2.0.0\\n"', "metadata.version"),
+    (_VERSION, f'version: "{_VERSION.split()[1]}\\n"', "metadata.version"),
     ("max_fact_age: 1d", 'max_fact_age: "1d\\n"', "spec.max_fact_age"),
 ])
 def test_schema_patterns_refuse_a_final_newline(tmp_path: Path, run_cli: RunCli, old: str,
@@ -63,9 +68,13 @@ def test_every_schema_pattern_is_anchored_to_the_end(schema: str) -> None:
 
 
 def test_yaml_merge_key_is_refused(tmp_path: Path, run_cli: RunCli) -> None:
-    folder = _policy_dir(tmp_path, 'when: {fact: drift_score, op: ">=", value: 0.8}',
+    folder = _policy_dir(tmp_path, _DRIFT_WHEN,
                          'when:\n        <<: {fact: drift_score, op: ">=", value: 0.8}\n'
                          '        value: 1.0')
+    # The merge key sits on the line after the one that held the rule's `when`.
+    lines = SAFETY_YAML.read_text(encoding="utf-8").splitlines()
+    merge_line = next(n for n, line in enumerate(lines, start=1) if _DRIFT_WHEN in line) + 1
     proc = run_cli("validate", str(folder))
     assert proc.returncode == 1, proc.stdout
-    assert proc.stderr.startswith(f"{folder / 'safety.yaml'}:16:9: YAML merge key '<<'")
+    assert proc.stderr.startswith(
+        f"{folder / 'safety.yaml'}:{merge_line}:9: YAML merge key '<<'")
