@@ -3,8 +3,12 @@ text that sorts in the order ids were made, and the UTC text `format_utc` writes
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -21,10 +25,21 @@ def millis(text: str) -> int:
     return value
 
 
+#: Ids made in a process of their own: in this one, an earlier test may already have made an
+#: id stamped ahead of the clock, which later ids never sort before.
+_FRESH_IDS = """
+import json, time
+from engine.ids import new_id
+before = time.time_ns() // 1_000_000
+ids = [new_id() for _ in range(3)]
+print(json.dumps([before, ids, time.time_ns() // 1_000_000]))
+"""
+
+
 def test_an_id_is_ulid_text_whose_first_ten_characters_are_its_millisecond() -> None:
-    before = time.time_ns() // 1_000_000
-    ids = [new_id() for _ in range(3)]
-    after = time.time_ns() // 1_000_000
+    proc = subprocess.run([sys.executable, "-c", _FRESH_IDS], capture_output=True, text=True,
+                          check=True, cwd=Path(__file__).resolve().parent.parent)
+    before, ids, after = json.loads(proc.stdout)
     for i in ids:
         assert len(i) == 26 and set(i) <= set(CROCKFORD)
         assert before <= millis(i) <= after
