@@ -15,6 +15,10 @@ from typing import Any
 
 import httpx
 
+from engine.order_messages import OrderIn, OrderOut
+
+__all__ = ["ApiCallError", "DecisionOut", "FuggerClient", "OrderIn", "OrderOut"]
+
 
 class ApiCallError(Exception):
     """The service refused a call: HTTP status, error code, message and the field at fault."""
@@ -38,32 +42,6 @@ class DecisionOut:
     @property
     def all_clear(self) -> bool:
         return self.action == "allow"
-
-
-@dataclass(frozen=True)
-class OrderIn:
-    symbol: str
-    side: str  # BUY | SELL
-    shares: int
-    price: float
-    client_id: str | None = None
-
-
-@dataclass(frozen=True)
-class OrderOut:
-    client_id: str
-    status: str  # filled | sent | pending_approval | denied | rejected | failed | ...
-    rule: str | None
-    reason: str
-    duplicate: bool
-
-    @property
-    def held(self) -> bool:
-        return self.status == "pending_approval"
-
-    @property
-    def denied(self) -> bool:
-        return self.status in ("denied", "rejected", "failed")
 
 
 class FuggerClient:
@@ -92,11 +70,8 @@ class FuggerClient:
 
     def submit(self, orders: list[OrderIn]) -> list[OrderOut]:
         """Each order through the gate: sent, held for a person, or denied (with its rule)."""
-        body = self._call("POST", "/v1/orders", {"orders": [
-            {"symbol": o.symbol, "side": o.side, "shares": o.shares, "price": o.price,
-             **({"client_id": o.client_id} if o.client_id else {})} for o in orders]})
-        return [OrderOut(o["client_id"], o["status"], o.get("rule"), o.get("reason", ""),
-                         bool(o.get("duplicate"))) for o in body["orders"]]
+        body = self._call("POST", "/v1/orders", {"orders": [o.to_json() for o in orders]})
+        return [OrderOut.from_json(o) for o in body["orders"]]
 
     def state(self) -> dict[str, Any]:
         return self._call("GET", "/v1/state")

@@ -9,7 +9,8 @@ from conftest import write_frozen_policies
 
 from engine.audit.store import AuditStore
 from engine.execution.paper import PaperBroker, init_account
-from engine.service.runtime import OrderRequestIn, Runtime
+from engine.order_messages import OrderIn
+from engine.service.runtime import Runtime
 from engine.timeutil import format_utc, utc_now
 
 CALM = {"price": 100.0, "volatility": 0.2, "expected_return": 0.05, "drift_score": 0.1,
@@ -29,8 +30,8 @@ def test_an_order_never_rests_on_a_decision_older_than_the_max_fact_age(tmp_path
                           str(tmp_path / "paper.db"), now=now)
         [d] = runtime.decide([{"ts": format_utc(utc_now()), "symbol": "AAA", **CALM}])
         assert d.action.value == "allow"
-        order = OrderRequestIn("AAA", "BUY", 1, 100.0)
-        fresh = runtime.orders([OrderRequestIn("AAA", "BUY", 1, 100.0, "fresh")],
+        order = OrderIn("AAA", "BUY", 1, 100.0)
+        fresh = runtime.orders([OrderIn("AAA", "BUY", 1, 100.0, "fresh")],
                                requester="tim")
         assert fresh[0].status == "filled"
         clock["now"] = utc_now() + timedelta(days=1, seconds=1)

@@ -20,10 +20,11 @@ from engine.access.model import AccessPolicy
 from engine.audit.why import explain_record
 from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
+from engine.order_messages import OrderIn
 from engine.service.auth import READ, actor_for
 from engine.service.errors import ApiError, bad_request, not_found
 from engine.service.metrics import Metrics
-from engine.service.runtime import OrderRequestIn, Runtime
+from engine.service.runtime import Runtime
 from engine.timeutil import parse_utc, utc_now
 
 MAX_BATCH = 10_000
@@ -205,7 +206,7 @@ def _snapshots(body: Any) -> list[dict[str, Any]]:
     return [body]
 
 
-def _orders(body: Any) -> list[OrderRequestIn]:
+def _orders(body: Any) -> list[OrderIn]:
     items = body.get("orders") if isinstance(body, dict) else None
     if not isinstance(items, list) or not items:
         raise bad_request("orders must be a non-empty list", "orders")
@@ -230,7 +231,7 @@ def _orders(body: Any) -> list[OrderRequestIn]:
         if cid is not None and (not isinstance(cid, str) or not 1 <= len(cid) <= 64):
             raise bad_request("client_id must be a string of 1 to 64 characters",
                               f"{at}.client_id")
-        out.append(OrderRequestIn(sym, side, shares, float(price), cid))
+        out.append(OrderIn(sym, side, shares, float(price), cid))
     return out
 
 

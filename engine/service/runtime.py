@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,33 +24,10 @@ from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_st
 from engine.execution.paper import PaperBroker
 from engine.ids import new_id
 from engine.monitoring.alerting import AlertEngine
+from engine.order_messages import OrderIn, OrderOut
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.service.errors import bad_request, conflict
 from engine.timeutil import format_utc, parse_utc
-
-
-@dataclass(frozen=True)
-class OrderRequestIn:
-    """One order intent of POST /v1/orders."""
-
-    symbol: str
-    side: str
-    shares: int
-    price: float
-    client_id: str | None = None
-
-
-@dataclass(frozen=True)
-class OrderResult:
-    client_id: str
-    status: str
-    rule: str | None
-    reason: str
-    duplicate: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"client_id": self.client_id, "status": self.status, "rule": self.rule,
-                "reason": self.reason, "duplicate": self.duplicate}
 
 
 class Runtime:
@@ -127,8 +103,8 @@ class Runtime:
             self.latest.update(governed)
             return made
 
-    def orders(self, intents: Sequence[OrderRequestIn], *,
-               requester: str) -> list[OrderResult]:
+    def orders(self, intents: Sequence[OrderIn], *,
+               requester: str) -> list[OrderOut]:
         """Each intent through the one gateway (rails, trading state, approval policy); a
         client id already recorded is reported, never sent again. An order held for approval
         names `requester`, who cannot approve it."""
@@ -148,11 +124,11 @@ class Runtime:
                     decision.decision_id if decision else f"none-{format_utc(now)}", n, intent)
                 seen = latest_status(self.store, cid)
                 if seen is not None:
-                    out.append(OrderResult(cid, seen, None, "this client id was already "
+                    out.append(OrderOut(cid, seen, None, "this client id was already "
                                            "submitted; it is not sent twice", True))
                     continue
                 o: OrderOutcome = gateway.submit(intent, decision, state, cid=cid, now=now)
-                out.append(OrderResult(o.client_id, o.status, o.rule, o.reason))
+                out.append(OrderOut(o.client_id, o.status, o.rule, o.reason))
             return out
 
     def resume(self, by: str, reason: str) -> trading.StateView:
