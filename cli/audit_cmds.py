@@ -115,7 +115,7 @@ def show(
 ) -> None:
     """Every record about ID, as stored (JSON)."""
     with _open(audit) as store:
-        rows = store.find(record_id)
+        rows = store.lookup(record_id)
     if not rows:
         fail(f"no record with id {record_id!r} in {audit}")
     for r in rows:
@@ -133,7 +133,7 @@ def why(
     """Which rule decided, under which policy version, on which values; the decision is
     re-evaluated from the recorded policy text and facts to show it is reproducible."""
     with _open(audit) as store:
-        rows = store.find(record_id)
+        rows = store.lookup(record_id)
         if not rows:
             fail(f"no record with id {record_id!r} in {audit}")
         try:

@@ -215,3 +215,28 @@ def test_only_an_explicit_recorded_activation_removes_a_policy(tmp_path: Path,
                                            "path": str(policies / "approval.yaml")}]
         assert [r.ref for r in store.iter_records("policy_activation")] == [good.hash,
                                                                              smaller.hash]
+
+
+def test_an_evaluation_of_a_smaller_set_never_stands_in_for_the_set_in_force(
+        tmp_path: Path, run_cli: RunCli) -> None:
+    """`fugger eval` records the set it decided under; that record must not become what
+    `fugger activate` compares against, or a set without the approval policy would go into
+    force with nothing removed on record."""
+    policies = write_frozen_policies(tmp_path / "policies")
+    small = tmp_path / "small"
+    small.mkdir()
+    shutil.copy(policies / "safety.yaml", small / "safety.yaml")
+    db = tmp_path / "audit.db"
+    with AuditStore(db) as store:
+        store.record_activation(load_policy_set([str(policies)]), scope="live")
+    facts = tmp_path / "facts.jsonl"
+    facts.write_text('{"ts": "2025-01-02T21:00:00Z", "symbol": "SPY", "drift_score": 0.1}\n',
+                     encoding="utf-8")
+    evaluated = run_cli("eval", "--policies", str(small), "--facts", str(facts), "--audit",
+                        str(db), "--clock", "snapshot")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+    refused = run_cli("activate", "--policies", str(small), "--audit", str(db), "--reason",
+                      "fewer policies")
+    assert refused.returncode == 1
+    assert "would remove ApprovalPolicy 'human-approval'" in refused.stderr

@@ -17,8 +17,11 @@ KIND = "policy_activation"
 
 
 def in_force(store: AuditStore) -> tuple[Member, ...]:
-    """The policies of the newest activation recorded in `store` (none when nothing was)."""
-    latest = store.latest(KIND)
+    """The policies of the newest activation that something trades under (the live book's or
+    a run's); an evaluation's set, which only decided, never stands in for it. With no such
+    activation, the newest of any scope (none when nothing was recorded)."""
+    latest = next((r for r in store.iter_records(KIND, newest_first=True)
+                   if r.body.get("scope") in ("live", "run")), None) or store.latest(KIND)
     if latest is None:
         return ()
     return tuple(sorted(Member(str(p.get("kind")), str(p.get("name")), str(p.get("path")))

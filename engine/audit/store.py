@@ -304,12 +304,18 @@ class AuditStore:
 
     def find(self, ref: str) -> list[Record]:
         """Every record about `ref` (a decision id, an order id, a policy-set hash), oldest
-        first; a number is also looked up as a record's seq."""
-        rows = list(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
+        first. Only the ref matches: an id that the code writes under again (an approval
+        item, a token) must never resolve to some other record."""
+        return list(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
                                "WHERE ref = ? ORDER BY seq", (ref,)))
-        if not rows and ref.isdigit():
+
+    def lookup(self, text: str) -> list[Record]:
+        """What a person typed to see records: a ref, or failing that a record's seq number.
+        For display only; never for deciding or writing."""
+        rows = self.find(text)
+        if not rows and text.isdigit():
             rows = list(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
-                                   "records WHERE seq = ?", (int(ref),)))
+                                   "records WHERE seq = ?", (int(text),)))
         return rows
 
     def activation(self, policy_hash: str) -> Record | None:
