@@ -10,6 +10,7 @@ line would be held in memory whole.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -51,6 +52,7 @@ class FactsInput:
         self.max_snapshot_bytes = max_snapshot_bytes
         self.count: int | None = None
         self._file = _open(path, self.name)
+        self._checked_state: tuple[int, int, int] | None = None
         try:
             self._file.seek(0)
             head = self._file.read(max(64 * 1024, max_snapshot_bytes + 2))
@@ -77,6 +79,7 @@ class FactsInput:
         if errors:
             raise FactsError(errors)
         self.count = count
+        self._checked_state = self._state()
         return count
 
     def __iter__(self) -> Iterator[SourcedSnapshot]:
@@ -84,11 +87,24 @@ class FactsInput:
         file changed while it was read) stops the iteration with FactsError."""
         if self.count is None:
             raise RuntimeError("check() the facts input before reading it")
-        for n, item in enumerate(self._items()):
+        n = 0
+        for item in self._items():
             if isinstance(item, Bad) or n == self.count:
-                raise FactsError([f"{self.name}: the file changed while it was read; run "
-                                  "again on a file that is complete"])
+                raise self._changed()
+            n += 1
             yield item
+        # A file cut short or rewritten in place after the check yields fewer or other
+        # snapshots without a bad line: its size, time or identity tell.
+        if n != self.count or self._state() != self._checked_state:
+            raise self._changed()
+
+    def _changed(self) -> FactsError:
+        return FactsError([f"{self.name}: the file changed while it was read; run again on a "
+                           "file that is complete"])
+
+    def _state(self) -> tuple[int, int, int]:
+        st = os.fstat(self._file.fileno())
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def _items(self) -> Iterator[SourcedSnapshot | Bad]:
         self._file.seek(0)

@@ -4,6 +4,7 @@ gives, and refuses what it cannot read at its file and line."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,21 @@ def test_the_input_is_read_once_checked(tmp_path: Path) -> None:
             list(source)
         assert source.check() == 1
         assert [s.data for s in source] == [SNAP]
+
+
+def test_a_file_cut_short_or_rewritten_after_the_check_stops_the_reading(tmp_path: Path) -> None:
+    lines = [json.dumps({**SNAP, "n": i}) + "\n" for i in range(3)]
+    path = _write(tmp_path, "facts.jsonl", "".join(lines))
+    with FactsInput(path) as source:
+        assert source.check() == 3
+        Path(path).write_text("".join(lines[:2]), encoding="utf-8")  # truncated in place
+        with pytest.raises(FactsError, match="changed while it was read"):
+            list(source)
+    path = _write(tmp_path, "same.jsonl", "".join(lines))
+    with FactsInput(path) as source:
+        assert source.check() == 3
+        with open(path, "r+", encoding="utf-8") as f:  # same length, another value
+            f.write(lines[0].replace('"n": 0', '"n": 7'))
+        os.utime(path, ns=(1, 1))
+        with pytest.raises(FactsError, match="changed while it was read"):
+            list(source)
