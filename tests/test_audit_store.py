@@ -75,7 +75,8 @@ def test_append_and_verify(db_path: Path) -> None:
         assert store.count() == 3
         assert store.count("order") == 2
         assert [r.ref for r in store.find("o-1")] == ["o-1"]
-        assert store.find("2")[0].ref == "o-1"  # a number is also a seq
+        assert store.find("2") == []  # a ref only: a number never stands for a seq here
+        assert store.lookup("2")[0].ref == "o-1"  # what a person typed may be a seq
         assert store.latest("order") is not None
     # reopened from the file, everything is still there and chained
     with AuditStore(db_path, create=False) as store:

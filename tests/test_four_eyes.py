@@ -99,7 +99,7 @@ def test_eight_people_approving_at_once_reach_the_quorum_exactly_once(tmp_path: 
          for p in people], envs=[{"FUGGER_TOKEN": tokens[p]} for p in people], workers=8)
     ok = [p for p, proc in zip(people, procs, strict=True) if proc.returncode == 0]
     late = [proc for proc in procs if proc.returncode != 0]
-    assert len(ok) == 3 and len(late) == 5
+    assert len(ok) == 3 and len(late) == 5, [proc.stderr[-400:] for proc in late]
     assert all("already approved by" in proc.stderr for proc in late)
     with AuditStore(db) as store:
         given = approvals.approvals_of(store, "o-1")
