@@ -18,7 +18,7 @@ from engine.actions import Action
 from engine.audit.store import AuditStore
 from engine.monitoring.alert import Alert
 from engine.monitoring.alerting import ALERT_KIND, SINK_FAILURE_KIND, AlertEngine
-from engine.monitoring.dispatch import SinkFailure
+from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import JsonlSink, SinkError
 from engine.policy.model import AlertSettings

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from engine.actions import Action
 from engine.monitoring.alert import Alert, Severity
-from engine.monitoring.dispatch import NOT_DELIVERED, AlertDispatcher, SinkFailure
+from engine.monitoring.dispatch import NOT_DELIVERED, AlertDispatcher
+from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.sink_config import SinkConfigError, load_sinks
 from engine.monitoring.sinks import (
     AppriseSink,

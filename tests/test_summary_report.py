@@ -18,7 +18,7 @@ from conftest import RunCli
 
 from engine.audit.store import AuditStore
 from engine.monitoring.alerting import AlertEngine
-from engine.monitoring.dispatch import SinkFailure
+from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.report import write_report
 from engine.monitoring.summary import RunSummary, SummaryError, summarize
 from engine.policy.model import AlertSettings

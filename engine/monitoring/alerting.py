@@ -21,7 +21,8 @@ from engine.actions import Action
 from engine.audit.store import AuditError, AuditStore
 from engine.ids import new_id
 from engine.monitoring.alert import Alert, Severity
-from engine.monitoring.dispatch import AlertDispatcher, SinkFailure
+from engine.monitoring.dispatch import AlertDispatcher
+from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.redact import Redactor
 from engine.monitoring.sinks import Sink
