@@ -15,8 +15,8 @@ from cli.plain import write_lines
 from engine.access.loading import load_access
 from engine.access.tokens import TokenError, create, listing, revoke
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.policy.duration import parse_duration
 from engine.policy.problems import PolicyError
-from engine.policy.validate import parse_duration
 from engine.timeutil import utc_now
 
 app = typer.Typer(help="API tokens: shown once, stored as a hash, revocable, expiring.",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.policy.duration import parse_duration
 from engine.policy.model import PolicySet
-from engine.policy.validate import parse_duration
 from engine.rules.compiled_policy import CompiledPolicy
 
 DEFAULT_TTL_SECONDS = 15 * 60
