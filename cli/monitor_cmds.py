@@ -15,7 +15,8 @@ from cli.common import Format, fail, out
 from cli.plain import write_lines
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.monitoring.alert import Severity
-from engine.monitoring.summary import LAST_ALERTS, SummaryError, alert_line, summarize
+from engine.monitoring.summary.build import summarize
+from engine.monitoring.summary.records import LAST_ALERTS, SummaryError, alert_line
 
 AuditOpt = Annotated[str, typer.Option("--audit", metavar="DB", help="The audit store.")]
 

@@ -100,7 +100,7 @@ def run(
     from engine.cycle import CompiledSet
     from engine.history import History
     from engine.monitoring.sink_config import SinkConfigError, load_sinks
-    from engine.monitoring.summary import summarize
+    from engine.monitoring.summary.build import summarize
     from engine.policy.watch import PolicyWatcher, WatchEvent
     from engine.replay import ApprovalRule, Replay, ReplayConfig, ResumeRule
 

@@ -24,7 +24,8 @@ from conftest import REPO_ROOT, replace_file, run_fugger, run_fugger_driven
 
 from engine.audit.store import AuditStore, Record
 from engine.catalogue import CATALOGUE
-from engine.monitoring.summary import LAST_ALERTS, summarize
+from engine.monitoring.summary.build import summarize
+from engine.monitoring.summary.records import LAST_ALERTS
 from engine.replay import SAFETY_FACTS
 from tests.http_recorder import HttpRecorder
 

@@ -20,7 +20,9 @@ from engine.audit.store import AuditStore
 from engine.monitoring.alerting import AlertEngine
 from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.report import write_report
-from engine.monitoring.summary import RunSummary, SummaryError, summarize
+from engine.monitoring.summary.build import summarize
+from engine.monitoring.summary.model import RunSummary
+from engine.monitoring.summary.records import SummaryError
 from engine.policy.model import AlertSettings
 from tests.conftest import REPO_ROOT
 

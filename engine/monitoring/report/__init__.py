@@ -24,7 +24,9 @@ from engine.monitoring.report.thresholds import (
     Threshold,
     recorded_thresholds,
 )
-from engine.monitoring.summary import RunSummary, SummaryError, summarize
+from engine.monitoring.summary.build import summarize
+from engine.monitoring.summary.model import RunSummary
+from engine.monitoring.summary.records import SummaryError
 
 __all__ = ["DEFAULT_THRESHOLDS", "FACT_LABELS", "REPORT_NAME", "Threshold",
            "recorded_thresholds", "write_report"]

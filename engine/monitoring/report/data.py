@@ -16,7 +16,8 @@ from engine.actions import ACTION_NAMES, Action, most_restrictive
 from engine.audit.store import AuditStore
 from engine.execution import state as trading
 from engine.monitoring.report.thresholds import FACT_LABELS
-from engine.monitoring.summary import AlertLine, RunSummary, alert_line, cycle_records
+from engine.monitoring.summary.model import RunSummary
+from engine.monitoring.summary.records import AlertLine, alert_line, cycle_records
 from engine.timeutil import TimestampError, parse_utc
 
 #: What an order's status means on a chart: "fill" becomes "buy" or "sell".

@@ -18,14 +18,9 @@ from engine.actions import ACTION_NAMES
 from engine.monitoring.report.data import RunData
 from engine.monitoring.report.risk import FIGURES, Drawdown, RuleEffect
 from engine.monitoring.report.thresholds import FACT_LABELS, Threshold
-from engine.monitoring.summary import (
-    NOTABLE_YEARS,
-    RunSummary,
-    money,
-    pct,
-    rebalance_text,
-    status_label,
-)
+from engine.monitoring.summary.model import RunSummary
+from engine.monitoring.summary.text import money, pct, rebalance_text, status_label
+from engine.monitoring.summary.years import NOTABLE_YEARS
 
 e = html.escape
 
