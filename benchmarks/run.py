@@ -162,7 +162,8 @@ def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any
     import http.server
     import threading
 
-    from engine.monitoring.alerting import AlertEngine
+    from engine.monitoring.alerting.engine import AlertEngine
+    from engine.monitoring.dispatch import AlertDispatcher
     from engine.monitoring.sinks import JsonlSink, WebhookSink
 
     class Quiet(http.server.BaseHTTPRequestHandler):
@@ -179,8 +180,11 @@ def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any
     url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     tag = "paced" if pace_s else "burst"
     store = AuditStore(tmp / f"alerts-{tag}.db")
-    engine = AlertEngine.with_sinks(store, [JsonlSink(tmp / f"alerts-{tag}.jsonl"),
-                                            WebhookSink(url, timeout_s=5.0)], "bench")
+    engine = AlertEngine(store, None, "bench")
+    dispatcher = AlertDispatcher([JsonlSink(tmp / f"alerts-{tag}.jsonl"),
+                                  WebhookSink(url, timeout_s=5.0)],
+                                 on_failure=engine.on_sink_failure)
+    engine.attach_dispatcher(dispatcher)
     call_us: list[float] = []
     actions = ("halt", "allow")
     for i in range(n):
@@ -189,10 +193,9 @@ def alert_latency(tmp: Path, n: int = 200, pace_s: float = 0.0) -> dict[str, Any
         call_us.append((time.perf_counter_ns() - t0) / 1000)
         if pace_s:
             time.sleep(pace_s)
-    dispatcher = engine._dispatcher
-    assert dispatcher is not None
     dispatcher.flush(30.0)
     samples = dispatcher.stats().samples
+    dispatcher.close()
     engine.close()
     store.close()
     server.shutdown()

@@ -231,7 +231,7 @@ def step(
     broker that fails an order, is an alert."""
     # Imported here: the cycle needs pandas, which other commands should not pay for.
     from engine.cycle import CompiledSet, run_cycle
-    from engine.monitoring.alerting import AlertEngine
+    from engine.monitoring.alerting.engine import AlertEngine
     from engine.monitoring.sink_config import SinkConfigError, load_sinks
 
     ps = load_policies([policies])

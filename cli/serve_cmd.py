@@ -37,7 +37,7 @@ def serve(
 
     from engine.access.loading import load_access
     from engine.execution.paper import PaperAccountError, PaperBroker
-    from engine.monitoring.alerting import AlertEngine
+    from engine.monitoring.alerting.engine import AlertEngine
     from engine.monitoring.sink_config import SinkConfigError, load_sinks
     from engine.service.app import create_app
     from engine.service.runtime import Runtime

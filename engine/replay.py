@@ -26,7 +26,7 @@ from engine.execution.approvals import ApprovalItem
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperBroker, init_account
 from engine.ids import new_id
-from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.alerting.engine import AlertEngine
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import Sink
 from engine.policy.model import PolicySet

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from engine.actions import Action
 from engine.audit.store import AuditStore
 from engine.monitoring.alert import Alert
-from engine.monitoring.alerting import ALERT_KIND, SINK_FAILURE_KIND, AlertEngine
+from engine.monitoring.alerting.engine import AlertEngine
+from engine.monitoring.alerting.recorder import ALERT_KIND, SINK_FAILURE_KIND
 from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import JsonlSink, SinkError

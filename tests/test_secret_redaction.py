@@ -13,7 +13,7 @@ import pytest
 from conftest import REPO_ROOT, RunCli
 
 from engine.audit.store import AuditStore
-from engine.monitoring.alerting import SINK_FAILURE_KIND
+from engine.monitoring.alerting.recorder import SINK_FAILURE_KIND
 from engine.monitoring.redact import MASK, Redactor, url_secrets
 from engine.monitoring.sink_config import SinkConfigError, load_sinks
 from tests.http_recorder import HttpRecorder

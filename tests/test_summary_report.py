@@ -17,7 +17,7 @@ import pytest
 from conftest import RunCli
 
 from engine.audit.store import AuditStore
-from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.alerting.engine import AlertEngine
 from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.report import write_report
 from engine.monitoring.summary.build import summarize

@@ -28,7 +28,7 @@ def record_allowed(store: AuditStore, access: AccessPolicy, actor: Actor, action
 def record_refused(store: AuditStore, denied: AccessDenied, target: str | None = None,
                    access: AccessPolicy | None = None, run_id: str | None = None) -> None:
     """Record the refusal, then raise the alert (kept in the store and handed to sinks)."""
-    from engine.monitoring.alerting import AlertEngine  # the monitoring stack loads late
+    from engine.monitoring.alerting.engine import AlertEngine  # the monitoring stack loads late
     if access is not None:
         _policy_text(store, access)
     store.append(KIND, target or denied.action, {

@@ -23,7 +23,7 @@ from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
 from engine.execution.paper import PaperBroker
 from engine.ids import new_id
-from engine.monitoring.alerting import AlertEngine
+from engine.monitoring.alerting.engine import AlertEngine
 from engine.order_messages import OrderIn, OrderOut
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.service.errors import bad_request, conflict
