@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from engine.audit.store import AuditStore, VerifyResult, canonical
+from engine.private_files import create_private_file
 from engine.timeutil import format_utc
 
 KEY_ENV = "FUGGER_AUDIT_KEY"
@@ -89,13 +90,12 @@ def keygen(path: Path) -> Path:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_private_file(path, exclusive=True)
     except FileExistsError:
         raise CheckpointError(f"{path}: a key is already there; it is never overwritten") \
             from None
-    with os.fdopen(fd, "wb") as f:
+    with open(path, "wb") as f:
         f.write(pem)
     public = public_path(path)
     public.write_bytes(key.public_key().public_bytes(
