@@ -11,6 +11,7 @@ from cli import (
     access_cmds,
     activate_cmd,
     audit_cmds,
+    backend_cmds,
     exec_cmds,
     monitor_cmds,
     policy_cmds,
@@ -36,6 +37,7 @@ app.command("explain")(policy_cmds.explain)
 app.command("test")(tooling_cmds.test_cmd)
 app.command("lint")(tooling_cmds.lint_cmd)
 app.command("diff")(tooling_cmds.diff_cmd)
+app.command("verify-backend")(backend_cmds.verify_backend)
 app.add_typer(audit_cmds.app, name="audit")
 app.command("alerts")(monitor_cmds.alerts)
 app.command("report")(monitor_cmds.report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import sys
 import time
@@ -33,6 +35,7 @@ from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from cli.plain import write_lines
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.backends.agreement import BackendDisagreement
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
 
 if TYPE_CHECKING:
@@ -41,6 +44,11 @@ if TYPE_CHECKING:
     from engine.replay import ReplayProgress
 
 DEFAULT_APPROVED = "new-symbol-approval,large-order-approval"
+
+
+class Engine(enum.StrEnum):
+    durable = "durable"
+    vector = "vector"
 
 
 def run(
@@ -90,6 +98,11 @@ def run(
                                      help="The checkpoint signing key.")] =
     "~/.config/fugger/audit.key",
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
+    engine: Annotated[Engine, typer.Option(
+        "--engine", help="durable: decide in durable-rules; vector: decide each day in the "
+                         "vectorised backend, checked against durable-rules on every "
+                         "snapshot; the run stops with no result at a disagreement.")] =
+    Engine.durable,
 ) -> None:
     """Replay every day of FACTS: decide, rotate, gate, queue, send to a paper broker,
     monitor and record; then print the summary (and write the report). FACTS is read as a
@@ -144,7 +157,8 @@ def run(
     events: list[WatchEvent] = []
     # A reload that would remove a policy waits for an explicit `fugger activate` of that
     # very set, recorded in this store.
-    watcher = PolicyWatcher([policies], events.append, compile=CompiledSet,
+    watcher = PolicyWatcher([policies], events.append,
+                            compile=functools.partial(CompiledSet, engine=engine.value),
                             may_remove=lambda s: activation.explicitly_active(store, s))
     compiled = watcher.poll()
     if compiled is None:
@@ -178,10 +192,14 @@ def run(
     except ValueError as e:
         fail(str(e))
     t0 = time.monotonic()
-    with _progress() as tick:
-        run_id = replay.run(history.days(s.data for s in snaps),
-                            n_days=history.days_in_range, symbols=sorted(history.symbols),
-                            progress=tick)
+    try:
+        with _progress() as tick:
+            run_id = replay.run(history.days(s.data for s in snaps),
+                                n_days=history.days_in_range, symbols=sorted(history.symbols),
+                                progress=tick)
+    except BackendDisagreement as e:
+        store.close()
+        fail(f"{e}; the run stopped there and no result is reported")
     elapsed = time.monotonic() - t0
     summary = summarize(store, run_id)
     if fmt is Format.json:

@@ -14,6 +14,7 @@ import typer
 from cli.common import EXIT_INVALID, EXIT_USAGE, Format, fail, load_policies
 from cli.plain import write_lines
 from engine.audit.store import AuditError, AuditStore
+from engine.backends.agreement import BackendDisagreement
 from engine.factsource import FactsError, read_snapshots
 from engine.policy.model import PolicySet
 from engine.shadow import ShadowSummary
@@ -189,8 +190,9 @@ def diff_cmd(
         with _replay_input(facts, audit) as snapshots:
             try:
                 summary = replay(old_set, new_set, snapshots, examples=examples)
-            except ValueError as e:
-                fail(str(e))
+            except (ValueError, BackendDisagreement) as e:
+                fail(f"{e}; no count is reported" if isinstance(e, BackendDisagreement)
+                     else str(e))
     if fmt is Format.json:
         doc: dict[str, Any] = result.to_json()
         doc["old"], doc["new"] = old, new

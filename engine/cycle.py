@@ -16,6 +16,7 @@ from typing import Any
 from engine.access.model import SYSTEM
 from engine.actions import Action
 from engine.audit.store import AuditStore
+from engine.backends.agreement import CheckedBackend
 from engine.clock import SNAPSHOT, Clock
 from engine.decision import Decision, governing
 from engine.evaluator import SafetyEvaluator
@@ -39,14 +40,34 @@ Approver = Callable[[ApprovalItem], str | None]
 
 
 class CompiledSet:
-    """A policy set compiled for cycles: safety, rotation and approval evaluators."""
+    """A policy set compiled for cycles: safety, rotation and approval evaluators.
 
-    def __init__(self, policy_set: PolicySet) -> None:
+    `engine="vector"`: a replay's snapshots are decided in the vectorised backend, each
+    checked against durable-rules (`safety`, the engine of record) before its cycle acts on
+    it; a disagreement raises BackendDisagreement and the cycle does nothing. A cycle on the
+    wall clock always decides in durable-rules.
+    """
+
+    def __init__(self, policy_set: PolicySet, *, engine: str = "durable") -> None:
         self.policy_set = policy_set
         self.safety = SafetyEvaluator(policy_set)
+        self.checked: CheckedBackend | None = None
+        if engine == "vector":
+            self.checked = CheckedBackend(policy_set, durable=self.safety)
+        elif engine != "durable":
+            raise ValueError(f"unknown engine {engine!r}: durable or vector")
         self.rotation = (RotationEvaluator(policy_set)
                          if policy_set.of_kind("RotationPolicy") else None)
         self.approval = ApprovalEvaluator(policy_set)
+
+    def decide(self, snapshots: Sequence[Mapping[str, Any]], clock: Clock) -> list[Decision]:
+        """The decision of every snapshot of one cycle, in order."""
+        if self.checked is None or clock.wall:
+            return [self.safety.decide(s, clock=clock) for s in snapshots]
+        at = format_utc(clock.now())
+        batch, _ = self.checked.check([(f"snapshot {n} of the cycle at {at}", s)
+                                       for n, s in enumerate(snapshots, start=1)])
+        return [batch.decision(i, clock) for i in range(len(batch))]
 
     def close(self) -> None:
         self.safety.close()
@@ -127,7 +148,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     # Every snapshot is decided and recorded; a symbol with several in one cycle is governed
     # by the most restrictive of their decisions.
     cycle_id = new_id()
-    made = [compiled.safety.decide(s, clock=at) for s in snapshots]
+    made = compiled.decide(snapshots, at)
     decisions = governing(made)
     writes = Deferred(store, [
         ("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +51,8 @@ class SafetyEvaluator:
         self.policy_set = policy_set
         self.hash = policy_set.hash
         self.versions = policy_set.versions()
+        # First: it refuses a set without a SafetyPolicy before anything is compiled.
+        self.assembler = DecisionAssembler(policy_set)
         compiled = []
         for p in policy_set.of_kind(SAFETY):
             rules = CompiledRules(p.name, [RuleSpec(r.id, r.when) for r in p.rules])
@@ -61,14 +63,10 @@ class SafetyEvaluator:
             compiled.append(_Compiled(
                 policy=p, rules=rules, by_id={r.id: r for r in p.rules},
                 facts=rules.facts, readers={k: tuple(v) for k, v in readers.items()},
-                fail_closed=Action(p.fail_closed), bounds=_bounds(rules.facts),
+                fail_closed=Action(p.fail_closed), bounds=fast_bounds(rules.facts),
                 infos=tuple(_RuleInfo(r.id, Action(r.action), r.source, r.facts)
                             for r in p.rules)))
-        if not compiled:
-            raise ValueError("the policy set has no SafetyPolicy: nothing could ever allow or "
-                             "refuse a trade")
         self._compiled = tuple(compiled)
-        self._default_fail = most_restrictive(c.fail_closed for c in compiled)
 
     @property
     def facts(self) -> tuple[str, ...]:
@@ -84,18 +82,16 @@ class SafetyEvaluator:
         findings: list[FactFinding] = []
         fired: list[FiredRule] = []
         if snapshot.findings:
-            first = self._compiled[0]
-            for f in snapshot.findings:
-                findings.append(_finding(f, first.policy, self._default_fail, ("*",)))
+            findings.extend(self.assembler.envelope_findings(snapshot))
         for c in self._compiled:
             if wall_now is not None:
-                findings.extend(_finding(p, c.policy, c.fail_closed, tuple(c.by_id))
+                findings.extend(fact_finding(p, c.policy, c.fail_closed, tuple(c.by_id))
                                 for p in clock_findings(
                                     snapshot, wall_now, c.policy.max_fact_age,
                                     c.policy.max_clock_skew or DEFAULT_MAX_CLOCK_SKEW))
             values, problems = _read_values(c, snapshot, wall_now)
             if problems:
-                findings.extend(_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
+                findings.extend(fact_finding(p, c.policy, c.fail_closed, c.readers.get(p.fact, ()))
                                 for p in problems)
             try:
                 ids = c.rules.fired(values)
@@ -117,6 +113,41 @@ class SafetyEvaluator:
                             seen[info.facts] = observed
                         fired.append(FiredRule(info.id, name, version, info.action,
                                                info.source, observed))
+        return self.assembler.assemble(snapshot, findings, fired, clock, wall_now)
+
+    def checked_values(self, raw: object, *, clock: Clock = SNAPSHOT,
+                       ) -> dict[str, dict[str, Scalar]]:
+        """Per safety policy, the fact values that passed every check (for explanations)."""
+        snapshot = parse_snapshot(raw)
+        now = clock.now() if clock.wall else None
+        return {c.policy.name: _read_values(c, snapshot, now)[0] for c in self._compiled}
+
+    def close(self) -> None:
+        for c in self._compiled:
+            c.rules.close()
+
+
+class DecisionAssembler:
+    """What every backend shares once it knows which rules fired and which facts could not be
+    used: the action by the action order, the deciding record and the Decision itself."""
+
+    def __init__(self, policy_set: PolicySet) -> None:
+        safety = policy_set.of_kind(SAFETY)
+        if not safety:
+            raise ValueError("the policy set has no SafetyPolicy: nothing could ever allow or "
+                             "refuse a trade")
+        self.policy_set = policy_set
+        self.hash = policy_set.hash
+        self.versions = policy_set.versions()
+        #: What a problem with the snapshot itself (its ts, its symbol) fails closed to.
+        self.default_fail = most_restrictive(Action(p.fail_closed) for p in safety)
+        self.first = safety[0]
+
+    def assemble(self, snapshot: Snapshot, findings: list[FactFinding],
+                 fired: list[FiredRule], clock: Clock, wall_now: datetime | None,
+                 ) -> Decision:
+        """The Decision of one snapshot. `findings` come first the envelope's, then each
+        policy's in policy order; `fired` in policy order then rule order."""
         if fired or findings:
             action = most_restrictive([*(f.action for f in fired),
                                        *(f.action for f in findings)])
@@ -139,12 +170,10 @@ class SafetyEvaluator:
             clock=clock.kind.value,
         )
 
-    def checked_values(self, raw: object, *, clock: Clock = SNAPSHOT,
-                       ) -> dict[str, dict[str, Scalar]]:
-        """Per safety policy, the fact values that passed every check (for explanations)."""
-        snapshot = parse_snapshot(raw)
-        now = clock.now() if clock.wall else None
-        return {c.policy.name: _read_values(c, snapshot, now)[0] for c in self._compiled}
+    def envelope_findings(self, snapshot: Snapshot) -> list[FactFinding]:
+        """The findings of an unusable ts or symbol: they stop every rule."""
+        return [fact_finding(f, self.first, self.default_fail, ("*",))
+                for f in snapshot.findings]
 
     def _deciding(self, action: Action, fired: list[FiredRule],
                   findings: list[FactFinding]) -> DecidingRule | None:
@@ -163,10 +192,6 @@ class SafetyEvaluator:
             if r.action is action:
                 return DecidingRule(r.policy, r.version, r.rule, r.source)
         raise AssertionError("a restrictive action without a cause")  # pragma: no cover
-
-    def close(self) -> None:
-        for c in self._compiled:
-            c.rules.close()
 
 
 def _read_values(c: _Compiled, snapshot: Snapshot, now: datetime | None = None,
@@ -192,18 +217,20 @@ def _read_values(c: _Compiled, snapshot: Snapshot, now: datetime | None = None,
     return values, problems
 
 
-def _bounds(facts: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+def fast_bounds(facts: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+    """For the number facts among `facts`, the range a plain float must lie in to skip the
+    full check: the catalogue's, and finite (an unbounded fact's infinity is not a value)."""
     out: dict[str, tuple[float, float]] = {}
     for name in facts:
         spec = CATALOGUE.get(name)
         if spec is not None and spec.type == "number":
-            lo = -math.inf if spec.minimum is None else spec.minimum
-            hi = math.inf if spec.maximum is None else spec.maximum
+            lo = -sys.float_info.max if spec.minimum is None else spec.minimum
+            hi = sys.float_info.max if spec.maximum is None else spec.maximum
             out[name] = (lo, hi)
     return out
 
 
-def _finding(f: Finding, policy: Policy, action: Action,
+def fact_finding(f: Finding, policy: Policy, action: Action,
              needed_by: tuple[str, ...]) -> FactFinding:
     return FactFinding(fact=f.fact, problem=f.problem, detail=f.detail, rule=f.rule_name,
                        action=action, policy=policy.name, needed_by=needed_by)

@@ -177,6 +177,9 @@ def type_problem(spec: FactSpec, value: object) -> str:
             return f"{spec.name} = {_show(value)} is too large to be a {spec.unit}"
         if not math.isfinite(value):
             return f"{spec.name} is {_show(value)}, not a finite number"
+        # A whole number this large written as a float is no longer an exact count.
+        if spec.type == "integer" and abs(value) >= MAX_EXACT_INT:
+            return f"{spec.name} = {_show(value)} is too large to be a count of {spec.unit}"
         if spec.type == "integer" and not float(value).is_integer():
             return f"{spec.name} must be a whole number of {spec.unit}, got {_show(value)}"
         if not spec.in_range(float(value)):

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import REPO_ROOT, run_fugger
 
 from engine.audit.store import AuditStore
@@ -35,12 +36,16 @@ def digest(summary: dict[str, Any], audit: Path) -> dict[str, Any]:
                 "days": days}
 
 
-def test_replay_matches_the_record_of_the_replay_before_its_speed_ups(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["durable", "vector"])
+def test_replay_matches_the_record_of_the_replay_before_its_speed_ups(tmp_path: Path,
+                                                                     engine: str) -> None:
+    # --engine vector decides in the vectorised backend, checked against durable-rules: the
+    # run must be the same run.
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     audit = tmp_path / "audit.db"
     proc = run_fugger(["run", "--policies", "policies", "--facts", "examples/history.jsonl",
                        "--portfolio", "examples/portfolio.yaml", "--audit", str(audit),
-                       "--format", "json", *golden["args"]], cwd=REPO_ROOT)
+                       "--format", "json", "--engine", engine, *golden["args"]], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
     got = digest(json.loads(proc.stdout), audit)
     assert got["records"] == golden["records"]

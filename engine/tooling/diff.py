@@ -9,15 +9,16 @@ would change, by transition.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.evaluator import SafetyEvaluator
+from engine.backends.agreement import BATCH, CheckedBackend
 from engine.policy.model import AllOf, Condition, Leaf, NotOf, Policy, PolicySet, Rule
 from engine.policy.problems import PolicyError, Position
 from engine.policy.yamlsource import parse_policy_text, position_of
-from engine.shadow import ShadowComparison, ShadowSummary
+from engine.shadow import ShadowSummary, difference
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 
@@ -207,20 +208,25 @@ def _flatten(node: Any, prefix: str) -> dict[str, Any]:
 def replay(old: PolicySet, new: PolicySet, snapshots: Iterable[tuple[str, object]], *,
            examples: int = 5) -> ShadowSummary:
     """Decide every (where, snapshot) under both sets' safety policies and count the
-    decisions whose action or deciding rule would change. Raises ValueError when a set has
-    no safety policy."""
-    old_eval = SafetyEvaluator(old)
+    decisions whose action or deciding rule would change. Both sets decide in the vectorised
+    backend, checked against durable-rules on every snapshot: a disagreement raises
+    BackendDisagreement and no count is given. Raises ValueError when a set has no safety
+    policy."""
+    old_backend = CheckedBackend(old)
     try:
-        new_eval = SafetyEvaluator(new)
+        new_backend = CheckedBackend(new)
     except ValueError:
-        old_eval.close()
+        old_backend.close()
         raise
     summary = ShadowSummary(examples)
     try:
-        shadow = ShadowComparison(old_eval, new_eval)
-        for where, snap in snapshots:
-            summary.add(shadow.compare(snap, where=where))
+        it = iter(snapshots)
+        while chunk := list(itertools.islice(it, BATCH)):
+            old_batch, _ = old_backend.check(chunk)
+            new_batch, _ = new_backend.check(chunk)
+            for i, (where, _snap) in enumerate(chunk):
+                summary.add(difference(old_batch.decision(i), new_batch.decision(i), where))
     finally:
-        old_eval.close()
-        new_eval.close()
+        old_backend.close()
+        new_backend.close()
     return summary
