@@ -87,6 +87,31 @@ def test_caller_mistakes_are_400_naming_the_field(server: Server) -> None:
         assert_error(c.post("/v1/approvals/x/approve", json={}), 400, "invalid", "reason")
 
 
+def test_bodies_are_read_by_the_strict_json_reader(server: Server) -> None:
+    """A repeated key is never settled by taking the last value (here that would be allow),
+    and a lone surrogate or broken text is the caller's 400, not a 500."""
+    calm = json.dumps(snap("DUP"))[1:-1]
+    with server.client("tim") as c:
+        def post(text: str | bytes) -> Any:
+            return c.post("/v1/decide", content=text,
+                          headers={"Content-Type": "application/json"})
+        assert_error(post('{"drift_score": 0.95, ' + calm + "}"), 400, "invalid",
+                     "drift_score")
+        assert_error(post('{"snapshots": [{"drift_score": 0.95, ' + calm + "}]}"), 400,
+                     "invalid", "snapshots.0.drift_score")
+        surrogate = post('{"symbol": "\\ud800", "ts": "2024-01-02T00:00:00Z"}')
+        assert_error(surrogate, 400, "invalid")
+        assert "surrogate" in surrogate.json()["error"]["message"]
+        assert_error(post(b'{"symbol": "\xff"}'), 400, "invalid")
+        assert_error(post("{"), 400, "invalid")
+        assert_error(c.post("/v1/orders", content='{"orders": [], "orders": [{"symbol": "A", '
+                            '"side": "BUY", "shares": 1, "price": 1.0}]}'), 400, "invalid",
+                     "orders")
+    with AuditStore(server.audit) as store:
+        assert not [r for r in store.iter_records("decision")
+                    if r.body["decision"].get("symbol") == "DUP"]
+
+
 def test_each_decision_is_in_the_audit_store_when_the_response_arrives(server: Server) -> None:
     with server.client("tim") as c:
         one = c.post("/v1/decide", json=snap("DDD")).json()["decisions"]

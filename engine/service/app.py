@@ -7,9 +7,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -22,12 +22,14 @@ from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
 from engine.order_messages import OrderIn
 from engine.service.auth import READ, actor_for
+from engine.service.body import JSON_BODY, json_body
 from engine.service.errors import ApiError, bad_request, not_found
 from engine.service.metrics import Metrics
 from engine.service.runtime import Runtime
 from engine.timeutil import parse_utc, utc_now
 
 MAX_BATCH = 10_000
+JsonBody = Annotated[Any, Depends(json_body)]
 
 
 def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
@@ -68,8 +70,8 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
             return actor_for(store, access, request.headers.get("authorization"), action,
                              target)
 
-    @app.post("/v1/decide")
-    def decide(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @app.post("/v1/decide", openapi_extra=JSON_BODY)
+    def decide(request: Request, body: JsonBody) -> dict[str, Any]:
         """One snapshot, or {"snapshots": [...]}: the decision records, each recorded in the
         audit store before the response is sent."""
         who(request, "trade", "decide")
@@ -79,8 +81,8 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
             metrics.decisions.labels(d.action.value, d.rule or "").inc()
         return {"decisions": [d.to_json() for d in made]}
 
-    @app.post("/v1/orders")
-    def orders(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @app.post("/v1/orders", openapi_extra=JSON_BODY)
+    def orders(request: Request, body: JsonBody) -> dict[str, Any]:
         """Order intents through the one gate: each sent, held for a person or denied."""
         actor = who(request, "trade", "orders")
         results = runtime.orders(_orders(body), requester=actor.name)
@@ -97,8 +99,8 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
                           "rule": d.rule, "ts": d.ts} for s, d in runtime.latest.items()}
         return {"trading_state": view.to_json(), "latest": latest}
 
-    @app.post("/v1/resume")
-    def resume(request: Request, body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+    @app.post("/v1/resume", openapi_extra=JSON_BODY)
+    def resume(request: Request, body: JsonBody) -> dict[str, Any]:
         actor = who(request, "resume", "book")
         view = runtime.resume(actor.name, _reason(body))
         return {"trading_state": view.to_json()}
@@ -108,15 +110,15 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         who(request, READ)
         return {"approvals": [_item(i) for i in runtime.pending()]}
 
-    @app.post("/v1/approvals/{item_id}/approve")
+    @app.post("/v1/approvals/{item_id}/approve", openapi_extra=JSON_BODY)
     def approve(item_id: str, request: Request,
-                body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+                body: JsonBody) -> dict[str, Any]:
         actor = who(request, "approve", item_id)
         return _item(runtime.decide_approval(item_id, "approved", actor.name, _reason(body)))
 
-    @app.post("/v1/approvals/{item_id}/reject")
+    @app.post("/v1/approvals/{item_id}/reject", openapi_extra=JSON_BODY)
     def reject(item_id: str, request: Request,
-               body: Any = Body(...)) -> dict[str, Any]:  # noqa: B008
+               body: JsonBody) -> dict[str, Any]:
         actor = who(request, "reject", item_id)
         return _item(runtime.decide_approval(item_id, "rejected", actor.name, _reason(body)))
 
