@@ -128,7 +128,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               flush: bool = True,
               last_rebalance: str | Any | None = ...,
               clock: Clock = SNAPSHOT,
-              requester: str = SYSTEM) -> CycleResult:
+              requester: str = SYSTEM,
+              partial: bool = False) -> CycleResult:
     """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
     still be unwritten when it returns, if no order left: the caller appends them with its
     own record through `result.writes`, in one transaction. Before any order reaches the
@@ -136,7 +137,11 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     run), the time of the last rebalance carried out; otherwise it is read from the store.
     `clock`: the snapshot clock for replays, the wall clock for a live cycle.
     `requester`: who asks for this cycle's orders (the person stepping it, or a run's service
-    account); an order held for approval names them, and they cannot approve it."""
+    account); an order held for approval names them, and they cannot approve it.
+    `partial`: the cycle sees only the symbols its caller sent (a bot calling the service),
+    not the whole book: the caller plans its own orders, so nothing is rotated, and an
+    approved order goes out in the first cycle that decides and prices its symbol (until its
+    approval expires), not in one that says nothing of it."""
     at = clock.for_cycle(snapshots)
     now = at.now()
     ts = format_utc(now)
@@ -168,15 +173,16 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     prices = snapshot_prices(snapshots)  # what an approved order is priced and checked at
     if queue.approved_unsent(run_id):
         writes.flush()  # decisions are durable before any order leaves
-        outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id, prices))
+        outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id, prices,
+                                       priced_only=partial))
 
     positions = broker.positions()
-    book = Book(cash=broker.cash(), positions=positions, as_of=ts,
-                last_rebalance=(last_rebalance if last_rebalance is not ...
-                                else _last_rebalance(store, ts, run_id)))
     rotation = None
     lines: list[OrderIntent] = []
-    if compiled.rotation is not None:
+    if compiled.rotation is not None and not partial:
+        book = Book(cash=broker.cash(), positions=positions, as_of=ts,
+                    last_rebalance=(last_rebalance if last_rebalance is not ...
+                                    else _last_rebalance(store, ts, run_id)))
         rotation = compiled.rotation.rotate(book, snapshots, ts)
         if rotation.plan is not None:
             lines = [OrderIntent(pl.symbol, pl.side, pl.shares, pl.price,
@@ -224,12 +230,14 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
                    decisions: Mapping[str, Decision], view: trading.StateView, now: datetime,
                    run_id: str | None, prices: Mapping[str, float],
-                   only: str | None = None) -> list[OrderOutcome]:
+                   only: str | None = None, priced_only: bool = False) -> list[OrderOutcome]:
     """Send approved orders, each checked against this cycle's decision for its symbol and
-    priced at this cycle's price."""
+    priced at this cycle's price (with `priced_only`, only those of symbols priced here)."""
     out = []
     for item in queue.approved_unsent(run_id):
         if only is not None and item.item_id != only:
+            continue
+        if priced_only and item.symbol not in prices:
             continue
         positions = gateway.broker.positions()
         order = OrderIntent(item.symbol, item.side, item.shares, item.price,

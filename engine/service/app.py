@@ -74,9 +74,9 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     def decide(request: Request, body: JsonBody) -> dict[str, Any]:
         """One snapshot, or {"snapshots": [...]}: the decision records, each recorded in the
         audit store before the response is sent."""
-        who(request, "trade", "decide")
+        actor = who(request, "trade", "decide")
         snaps = _snapshots(body)
-        made = runtime.decide(snaps)
+        made = runtime.decide(snaps, requester=actor.name)
         for d in made:
             metrics.decisions.labels(d.action.value, d.rule or "").inc()
         return {"decisions": [d.to_json() for d in made]}

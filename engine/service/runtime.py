@@ -12,17 +12,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from engine.access.model import SYSTEM
 from engine.audit import activation
 from engine.audit.store import AuditStore
 from engine.clock import WALL, wall_now
-from engine.cycle import CompiledSet
-from engine.decision import Decision, governing
+from engine.cycle import CompiledSet, run_cycle
+from engine.decision import Decision
 from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
 from engine.execution.paper import PaperBroker
-from engine.ids import new_id
 from engine.monitoring.alerting.engine import AlertEngine
 from engine.order_messages import OrderIn, OrderOut
 from engine.policy.watch import PolicyWatcher, WatchEvent
@@ -50,6 +50,7 @@ class Runtime:
         self.watcher: PolicyWatcher[CompiledSet] = PolicyWatcher(
             [policies], self._event, compile=CompiledSet,
             may_remove=lambda s: activation.explicitly_active(store, s))
+        self.queue = approvals.ApprovalQueue(store)
         self.latest: dict[str, Decision] = {}
         self.compiled: CompiledSet | None = None
         self.poll()
@@ -80,28 +81,21 @@ class Runtime:
             self.compiled = fresh
             self.latest.clear()  # decisions of the old set do not gate orders of the new one
 
-    def decide(self, snapshots: Sequence[Mapping[str, Any]]) -> list[Decision]:
-        """Decide each snapshot on the wall clock; the decisions and any change of the trading
-        state are committed in one transaction before this returns."""
+    def decide(self, snapshots: Sequence[Mapping[str, Any]], *,
+               requester: str = SYSTEM) -> list[Decision]:
+        """One cycle of the engine on the wall clock (engine/cycle, as `fugger step` runs it,
+        for the symbols sent): each snapshot decided, the trading state latched, open orders
+        cancelled on a halt, approved orders of these symbols sent through the gate; all
+        committed before this returns. A change of trading state is alerted."""
         with self.lock:
             self.poll()
             compiled = self._need_policies()
-            at = WALL.for_cycle(snapshots)
-            cycle = new_id()
-            made = [compiled.safety.decide(s, clock=at) for s in snapshots]
-            items: list[tuple[str, str, dict[str, Any]]] = [
-                ("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
-                                             "run_id": None, "cycle": cycle, "via": "api"})
-                for d, s in zip(made, snapshots, strict=True)]
-            governed = governing(made)
-            before = trading.load(self.store)
-            after = trading.derive(before, {k: d.verdict for k, d in governed.items()},
-                                   format_utc(at.now()))
-            if after != before:
-                items.append(trading.change(after, before, run_id=None))
-            self.store.append_many(items)
-            self.latest.update(governed)
-            return made
+            result = run_cycle(compiled, self.store, self.broker, snapshots, clock=WALL,
+                               requester=requester, queue=self.queue, partial=True,
+                               on_broker_error=self._broker_error)
+            self.latest.update(result.decisions)
+            self._state_alert(result.ts, result.state)
+            return list(result.made)
 
     def orders(self, intents: Sequence[OrderIn], *,
                requester: str) -> list[OrderOut]:
@@ -141,6 +135,7 @@ class Runtime:
                 raise conflict(f"resume refused: {e}") from None
             trading.record(self.store, view, current, extra={"run_id": None, "by": by,
                                                              "via": "api"})
+            self._state_alert(view.since or format_utc(wall_now()), view)
             return view
 
     def decide_approval(self, item_id: str, outcome: str, by: str,
@@ -169,6 +164,14 @@ class Runtime:
             if not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
                 return False, f"{path} is not writable"
         return True, "ok"
+
+    def _state_alert(self, ts: str, view: trading.StateView) -> None:
+        if self.alerts is not None:
+            self.alerts.on_trading_state(ts, view.state.value, view.rule)
+
+    def _broker_error(self, cid: str, error: str) -> None:
+        if self.alerts is not None:
+            self.alerts.on_broker_error(format_utc(wall_now()), cid, error)
 
     def _need_policies(self) -> CompiledSet:
         if self.compiled is None:
