@@ -12,7 +12,14 @@ from conftest import RunCli, access_text
 
 from engine.access.authorise import AccessDenied, authorise
 from engine.access.loading import load_access
-from engine.access.tokens import TokenError, create, from_token, listing, revoke
+from engine.access.tokens import (
+    TokenError,
+    VerifiedTokens,
+    create,
+    from_token,
+    listing,
+    revoke,
+)
 from engine.audit.store import AuditStore
 from engine.timeutil import utc_now
 
@@ -49,6 +56,37 @@ def test_a_token_is_stored_as_a_hash_and_stops_working_when_revoked_or_expired(
         assert [(t.holder, t.state(now)) for t in listing(store)] == [("ann", "revoked")]
         with pytest.raises(TokenError, match="'mallory' is not a person"):
             create(store, access, "mallory", by="me", ttl=timedelta(days=1), now=now)
+
+
+def test_a_verified_token_is_not_hashed_again_yet_revocation_and_expiry_hold_at_once(
+        tmp_path: Path, access_policy: Path) -> None:
+    """The service's cache of verified tokens: keyed by a keyed hash of the whole token, so a
+    wrong secret for the same id still meets argon2; a revocation written by another process
+    and the expiry both refuse the very next request."""
+    access = load_access(str(access_policy))
+    now = utc_now()
+    verified = VerifiedTokens()
+    with AuditStore(tmp_path / "audit.db") as store:
+        token, info = create(store, access, "ann", by="me", ttl=timedelta(days=1), now=now)
+        assert verified.get(token) is None
+        assert from_token(store, access, token, "approve", now=now, verified=verified).name \
+            == "ann"
+        assert verified.get(token) is not None
+        assert token not in repr(verified.__dict__)
+        wrong = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+        with pytest.raises(AccessDenied, match="wrong secret"):
+            from_token(store, access, wrong, "approve", now=now, verified=verified)
+        assert verified.get(wrong) is None
+        with pytest.raises(AccessDenied, match="is expired"):
+            from_token(store, access, token, "approve", now=now + timedelta(days=1),
+                       verified=verified)
+        assert from_token(store, access, token, "approve", now=now, verified=verified).name \
+            == "ann"
+        with AuditStore(tmp_path / "audit.db") as elsewhere:
+            revoke(elsewhere, info.token_id, by="me", now=now)
+        with pytest.raises(AccessDenied, match="is revoked"):
+            from_token(store, access, token, "approve", now=now, verified=verified)
+        assert verified.get(token) is None
 
 
 def test_a_holder_the_access_policy_no_longer_names_has_no_rights(tmp_path: Path,

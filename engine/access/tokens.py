@@ -7,10 +7,13 @@ store says who could act as whom, and from when to when, and never holds a usabl
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -96,27 +99,68 @@ def listing(store: AuditStore) -> list[TokenInfo]:
     return out
 
 
+class VerifiedTokens:
+    """Tokens whose secret argon2 has verified in this process, so a long-running service pays
+    for the hash once per token, not on every request. A token is kept under an HMAC-SHA256
+    of its full text with a key made at random for this process: the table holds neither a
+    token nor anything that can be checked against one elsewhere. Only what argon2 proved is
+    cached (who holds the token, and until when); expiry is checked against `now` and
+    revocation read from the store on every use, so a revoked token is refused at once."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[bytes, TokenInfo] = {}
+        self._max = max_entries
+
+    def _digest(self, token: str) -> bytes:
+        return hmac.new(self._key, token.encode("utf-8"), hashlib.sha256).digest()
+
+    def get(self, token: str) -> TokenInfo | None:
+        return self._verified.get(self._digest(token))
+
+    def put(self, token: str, info: TokenInfo) -> None:
+        if len(self._verified) >= self._max:
+            self._verified.clear()  # rare, and only costs a fresh verification each
+        self._verified[self._digest(token)] = info
+
+    def forget(self, token: str) -> None:
+        self._verified.pop(self._digest(token), None)
+
+
 def from_token(store: AuditStore, access: AccessPolicy, token: str, action: str, *,
-               claimed: str = "", now: datetime) -> Actor:
+               claimed: str = "", now: datetime,
+               verified: VerifiedTokens | None = None) -> Actor:
     """The person or service account a token stands for; AccessDenied (with the reason)
     for a malformed, unknown, revoked, expired or wrong token, or a holder the policy no
-    longer names."""
+    longer names. With `verified`, a token whose secret was verified before is not hashed
+    again (its revocation and expiry are still checked now)."""
     m = _TOKEN.match(token.strip())
     if m is None:
         raise AccessDenied(claimed or "token:malformed", action, "the token is malformed",
                            "token")
     token_id, secret = m.group(1), m.group(2)
-    rows = store.find(token_id)
-    info = _info(rows)
     who = claimed or f"token:{token_id}"
-    if info is None:
-        raise AccessDenied(who, action, f"no token {token_id}", f"token {token_id}")
-    hashed = next(str(r.body["hash"]) for r in rows if r.kind == CREATED)
-    try:
-        _HASHER.verify(hashed, secret)
-    except (VerificationError, InvalidHashError):
-        raise AccessDenied(who, action, f"wrong secret for token {token_id}",
-                           f"token {token_id}") from None
+    info = verified.get(token.strip()) if verified is not None else None
+    if info is not None:
+        # Read on every use (an indexed look-up of this token's few records): a revocation
+        # by any process takes effect on the next request.
+        gone = next((r for r in store.find(token_id) if r.kind == REVOKED), None)
+        if gone is not None:
+            verified.forget(token.strip())  # type: ignore[union-attr]
+            info = _with_revocation(info, gone.body)
+    else:
+        rows = store.find(token_id)
+        info = _info(rows)
+        if info is None:
+            raise AccessDenied(who, action, f"no token {token_id}", f"token {token_id}")
+        hashed = next(str(r.body["hash"]) for r in rows if r.kind == CREATED)
+        try:
+            _HASHER.verify(hashed, secret)
+        except (VerificationError, InvalidHashError):
+            raise AccessDenied(who, action, f"wrong secret for token {token_id}",
+                               f"token {token_id}") from None
+        if verified is not None and info.revoked_at is None:
+            verified.put(token.strip(), info)
     state = info.state(now)
     if state != "active":
         when = info.revoked_at if state == "revoked" else info.expires_at
@@ -127,11 +171,15 @@ def from_token(store: AuditStore, access: AccessPolicy, token: str, action: str,
     return actor
 
 
+def _with_revocation(info: TokenInfo, gone: dict[str, Any]) -> TokenInfo:
+    return replace(info, revoked_by=gone["by"], revoked_at=gone["at"])
+
+
 def _info(rows: list[Record]) -> TokenInfo | None:
     made = next((r.body for r in rows if r.kind == CREATED), None)
     if made is None:
         return None
+    info = TokenInfo(made["token_id"], made["holder"], made["holder_kind"],
+                     made["created_by"], made["created_at"], made["expires_at"])
     gone = next((r.body for r in rows if r.kind == REVOKED), None)
-    return TokenInfo(made["token_id"], made["holder"], made["holder_kind"], made["created_by"],
-                     made["created_at"], made["expires_at"],
-                     gone["by"] if gone else None, gone["at"] if gone else None)
+    return _with_revocation(info, gone) if gone else info

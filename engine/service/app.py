@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.access.authorise import Actor
 from engine.access.model import AccessPolicy
+from engine.access.tokens import VerifiedTokens
 from engine.audit.why import explain_record
 from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
@@ -37,6 +38,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
                   docs_url=None, redoc_url=None)
     metrics = Metrics()
     store = runtime.store
+    verified = VerifiedTokens()
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -68,7 +70,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     def who(request: Request, action: str, target: str | None = None) -> Actor:
         with runtime.lock:
             return actor_for(store, access, request.headers.get("authorization"), action,
-                             target)
+                             target, verified=verified)
 
     @app.post("/v1/decide", openapi_extra=JSON_BODY)
     def decide(request: Request, body: JsonBody) -> dict[str, Any]:

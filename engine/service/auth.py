@@ -6,7 +6,7 @@ from __future__ import annotations
 from engine.access.authorise import AccessDenied, Actor, authorise
 from engine.access.journal import record_allowed, record_refused
 from engine.access.model import AccessPolicy
-from engine.access.tokens import from_token
+from engine.access.tokens import VerifiedTokens, from_token
 from engine.audit.store import AuditStore
 from engine.service.errors import ApiError
 from engine.timeutil import utc_now
@@ -17,13 +17,15 @@ READ = "read"
 
 
 def actor_for(store: AuditStore, access: AccessPolicy, header: str | None, action: str,
-              target: str | None = None) -> Actor:
-    """The authenticated caller allowed to take `action`; ApiError 401 or 403 otherwise."""
+              target: str | None = None, *, verified: VerifiedTokens | None = None) -> Actor:
+    """The authenticated caller allowed to take `action`; ApiError 401 or 403 otherwise.
+    `verified`: the service's cache of tokens argon2 has verified."""
     if header is None or not header.startswith("Bearer ") or not header[7:].strip():
         raise ApiError(401, "unauthenticated",
                        "an API token is required: Authorization: Bearer <token>")
     try:
-        actor = from_token(store, access, header[7:].strip(), action, now=utc_now())
+        actor = from_token(store, access, header[7:].strip(), action, now=utc_now(),
+                           verified=verified)
     except AccessDenied as e:
         record_refused(store, e, target, access)
         raise ApiError(401, "unauthenticated", str(e)) from None
