@@ -66,6 +66,11 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=4)
     args = ap.parse_args()
+    sys.stdout.write(json.dumps(bench(args.requests, args.clients), indent=2) + "\n")
+
+
+def bench(requests: int, clients: int) -> dict[str, Any]:
+    """Start a real `fugger serve` on a free port with fresh stores, measure, stop it."""
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "access.yaml").write_text(ACCESS.format(user=os_user()), encoding="utf-8")
@@ -87,11 +92,10 @@ def main() -> None:
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            result = _measure(url, token, args.requests, args.clients)
+            return _measure(url, token, requests, clients)
         finally:
             server.terminate()
             server.communicate()
-    sys.stdout.write(json.dumps(result, indent=2) + "\n")
 
 
 def _measure(url: str, token: str, n: int, clients: int) -> dict[str, Any]:

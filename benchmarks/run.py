@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import api
 from benchmarks import contenders as ct
 from benchmarks.timing import interleaved, ratio, summary
 from engine.audit.store import AuditStore, encode_record
@@ -220,6 +221,8 @@ def run(n: int, repeats: int, chunk: int, out: Path) -> dict[str, Any]:
         # One event per 10 ms cycle (about what a replay day costs), then everything at once.
         results["alerts"] = alert_latency(Path(tmp), pace_s=0.01)
         results["alerts_burst"] = alert_latency(Path(tmp))
+    print("API: POST /v1/decide of fugger serve ...", file=sys.stderr)
+    results["api"] = api.bench(requests=1000, clients=4)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
@@ -246,6 +249,10 @@ def print_table(results: dict[str, Any]) -> None:
         ag = sec["agreement"]
         print(f"{'agreement':26} {ag['checked']} results checked, "
               f"{len(ag['disagreements'])} disagreements")
+    a, ip = results["api"]["api_decide"], results["api"]["in_process_decide"]
+    print(f"\nPOST /v1/decide, {a['requests']} requests from {a['clients']} clients: "
+          f"{a['decisions_per_s']} decisions/s, p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms; "
+          f"in-process decide median {ip['median_ms']} ms")
     au = results["audit"]
     print(f"\naudit store, batches of {au['batch']} (one commit each)")
     for label, k in (("decide and append /s", "decide_and_append_per_s"),
