@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cli.common import fail, out
+from cli.identity import DEFAULT_ACCESS, AccessOpt
 from engine.access.identity import os_user
 from engine.access.loading import load_access
 from engine.access.model import is_reserved
+from engine.access.passwords import PasswordError, set_password
 from engine.policy.problems import PolicyError
 
 app = typer.Typer(help="Who may do what: the access policy.", no_args_is_help=True)
@@ -68,3 +71,26 @@ def init(out_path: Annotated[str, typer.Option("--out", metavar="FILE",
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_TEMPLATE.format(user=user, name=name), encoding="utf-8")
     out.print(f"{path}: {name} (OS user {user}) holds trader, approver, risk and admin")
+
+
+@app.command("passwd")
+def passwd(name: Annotated[str, typer.Argument(help="The person of the access policy.")],
+           access: AccessOpt = DEFAULT_ACCESS,
+           password_stdin: Annotated[bool, typer.Option(
+               "--password-stdin", help="Read the password from the first line of standard "
+                                        "input instead of asking for it.")] = False,
+           ) -> None:
+    """Set the password NAME logs in to the dashboard with (fugger serve). The access policy
+    keeps only its argon2id hash; whoever may write that file decides who may log in."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt(f"password for {name}", hide_input=True,
+                                confirmation_prompt=True)
+    try:
+        set_password(access, name, password)
+    except PolicyError as e:
+        fail("; ".join(str(p) for p in e.problems))
+    except (PasswordError, OSError) as e:
+        fail(str(e))
+    out.print(f"{access}: password of {name} set (argon2id hash)")

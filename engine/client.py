@@ -76,6 +76,10 @@ class FuggerClient:
     def state(self) -> dict[str, Any]:
         return self._call("GET", "/v1/state")
 
+    def orders(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest step of the most recent orders, newest first."""
+        return list(self._call("GET", f"/v1/orders?limit={limit}")["orders"])
+
     def approvals(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/approvals")["approvals"])
 

@@ -57,9 +57,11 @@ def free_port() -> int:
 
 @contextmanager
 def serving(home: Path, *, policies: Path | None = None,
-            holders: tuple[str, ...] = ("tim", "ann", "rita")) -> Iterator[Server]:
+            holders: tuple[str, ...] = ("tim", "ann", "rita"),
+            access: Path | None = None) -> Iterator[Server]:
     """Start `fugger serve` in `home` (frozen policies unless `policies`, a paper account of
-    1,000,000) and wait until it answers; stopped with SIGTERM afterwards."""
+    1,000,000, the tests' access policy unless `access`) and wait until it answers; stopped
+    with SIGTERM afterwards."""
     home.mkdir(parents=True, exist_ok=True)
     if policies is None:
         policies = write_frozen_policies(home / "policies")
@@ -67,14 +69,15 @@ def serving(home: Path, *, policies: Path | None = None,
     init = run_fugger(["paper", "init", "--cash", "1000000", "--broker", str(broker),
                        "--audit", str(audit)])
     assert init.returncode == 0, init.stderr
-    access = load_access(os.environ["FUGGER_ACCESS"])
+    access_path = str(access or os.environ["FUGGER_ACCESS"])
+    policy = load_access(access_path)
     with AuditStore(audit) as store:
-        tokens = {h: create(store, access, h, by="me", ttl=timedelta(days=1),
+        tokens = {h: create(store, policy, h, by="me", ttl=timedelta(days=1),
                             now=utc_now())[0] for h in holders}
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--policies", str(policies), "--audit",
-         str(audit), "--broker", str(broker), "--port", str(port)],
+         str(audit), "--broker", str(broker), "--port", str(port), "--access", access_path],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     server = Server(f"http://127.0.0.1:{port}", home, proc, tokens)
     try:

@@ -42,7 +42,8 @@ def test_schema_patterns_refuse_a_final_newline(tmp_path: Path, run_cli: RunCli,
 
 
 SAMPLES = ("drift-spike-halt", "2.0.0", "1d", "01ARZ3NDEKTSV4RRFFQ69G5FAV", "ab" * 32,
-           "2024-01-02T21:00:00Z")
+           "2024-01-02T21:00:00Z",
+           "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA")
 
 
 def _patterns(node: object) -> list[str]:

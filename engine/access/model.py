@@ -44,6 +44,8 @@ class Principal:
     kind: str  # person | service
     roles: frozenset[str]
     os_user: str | None = None
+    #: The argon2id hash of the person's dashboard password; None: no dashboard log-in.
+    password_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ def from_policy(policy: Policy) -> AccessPolicy:
     principals: dict[str, Principal] = {}
     for p in spec.get("people", []):
         principals[p["name"]] = Principal(p["name"], "person", frozenset(p["roles"]),
-                                          p.get("os_user"))
+                                          p.get("os_user"), p.get("password"))
     for s in spec.get("services", []):
         principals[s["name"]] = Principal(s["name"], "service", frozenset(s["roles"]))
     return AccessPolicy(policy.name, policy.version, policy.path, policy.hash, policy.text,

@@ -24,12 +24,16 @@ from engine.execution.approvals import ApprovalItem
 from engine.order_messages import OrderIn
 from engine.service.auth import READ, actor_for
 from engine.service.body import JSON_BODY, json_body
+from engine.service.dashboard import add_dashboard
 from engine.service.errors import ApiError, bad_request, not_found
 from engine.service.metrics import Metrics
 from engine.service.runtime import Runtime
+from engine.service.sessions import COOKIE, CSRF_HEADER, Sessions
 from engine.timeutil import parse_utc, utc_now
 
 MAX_BATCH = 10_000
+ORDER_FIELDS = ("client_id", "ts", "symbol", "side", "shares", "price", "status", "rule",
+                "reason")
 JsonBody = Annotated[Any, Depends(json_body)]
 
 
@@ -39,6 +43,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     metrics = Metrics()
     store = runtime.store
     verified = VerifiedTokens()
+    sessions = Sessions()
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -68,9 +73,19 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         return response
 
     def who(request: Request, action: str, target: str | None = None) -> Actor:
+        session = sessions.get(request.cookies.get(COOKIE), utc_now())
         with runtime.lock:
             return actor_for(store, access, request.headers.get("authorization"), action,
-                             target, verified=verified)
+                             target, verified=verified, session=session,
+                             csrf=request.headers.get(CSRF_HEADER), method=request.method)
+
+    @app.get("/v1/me")
+    def me(request: Request) -> dict[str, Any]:
+        """Who the caller is and which actions the access policy allows them."""
+        actor = who(request, READ)
+        principal = access.principal(actor.name)
+        allowed = sorted(access.actions_of(principal)) if principal else []
+        return {"name": actor.name, "kind": actor.kind, "via": actor.via, "actions": allowed}
 
     @app.post("/v1/decide", openapi_extra=JSON_BODY)
     def decide(request: Request, body: JsonBody) -> dict[str, Any]:
@@ -106,6 +121,41 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         actor = who(request, "resume", "book")
         view = runtime.resume(actor.name, _reason(body))
         return {"trading_state": view.to_json()}
+
+    @app.get("/v1/orders")
+    def orders_list(request: Request, limit: int = 100) -> dict[str, Any]:
+        """The latest step of the most recent orders, newest first."""
+        who(request, READ)
+        with runtime.lock:
+            rows = store.records("order", limit=max(1, min(limit, 1000)) * 4)
+        latest: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            latest.setdefault(r.ref, {k: r.body.get(k) for k in ORDER_FIELDS})
+        return {"orders": list(latest.values())[:limit]}
+
+    @app.get("/v1/decisions")
+    def decisions_list(request: Request, symbol: str | None = None,
+                       action: str | None = None, rule: str | None = None,
+                       since: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Recent decisions, newest first, filtered by symbol, action, deciding rule and time
+        (ISO-8601 UTC, decided at or after)."""
+        who(request, READ)
+        out: list[dict[str, Any]] = []
+        with runtime.lock:
+            for r in store.iter_records("decision", newest_first=True):
+                d = r.body.get("decision", {})
+                if since is not None and str(d.get("ts", "")) < since:
+                    continue
+                if (symbol and d.get("symbol") != symbol) or \
+                        (action and d.get("action") != action) or \
+                        (rule and (d.get("deciding_rule") or {}).get("rule") != rule):
+                    continue
+                out.append({"decision_id": d.get("decision_id"), "ts": d.get("ts"),
+                            "symbol": d.get("symbol"), "action": d.get("action"),
+                            "rule": (d.get("deciding_rule") or {}).get("rule")})
+                if len(out) >= max(1, min(limit, 1000)):
+                    break
+        return {"decisions": out}
 
     @app.get("/v1/approvals")
     def approvals_list(request: Request) -> dict[str, Any]:
@@ -191,6 +241,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         metrics.reload_failures.set(runtime.reload_failures)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_dashboard(app, access, sessions, store, runtime.lock)
     return app
 
 
