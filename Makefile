@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench mutate clean
+.PHONY: setup demo test lint bench screenshots mutate clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# The dashboard's four main pages as PNGs in docs/ (needs the system's chromium).
+screenshots: $(STAMP)
+	$(BIN)/python -m benchmarks.screenshots
 
 # Mutation testing of the modules where a wrong answer costs money ([tool.mutmut] in
 # pyproject.toml): slow, so not part of `make test`. MUTANTS narrows it, e.g.
