@@ -17,6 +17,7 @@ from cli import (
     policy_cmds,
     rotate_cmd,
     run_cmd,
+    scale_cmds,
     serve_cmd,
     token_cmds,
     tooling_cmds,
@@ -43,6 +44,7 @@ app.command("alerts")(monitor_cmds.alerts)
 app.command("report")(monitor_cmds.report)
 app.command("rotate")(rotate_cmd.rotate)
 app.command("run")(run_cmd.run)
+app.command("sweep")(scale_cmds.sweep)
 app.command("activate")(activate_cmd.activate)
 app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -25,6 +26,7 @@ from cli.common import (
     print_problems,
 )
 from cli.plain import styled
+from cli.scale_cmds import ClusterOpt, WorkersOpt, client_for
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.clock import Clock
 from engine.decision import Decision
@@ -78,6 +80,8 @@ def eval_cmd(
     input_format: InputFormatOpt = "auto",
     clock: ClockOpt = ClockName.wall,
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
+    workers: WorkersOpt = None,
+    cluster: ClusterOpt = None,
 ) -> None:
     """Decide every snapshot under the safety policies and record each decision.
 
@@ -103,14 +107,23 @@ def eval_cmd(
     cycle_id = new_id()
     on = clock_of(clock)
     try:
-        for s in snaps:
-            batch.append((evaluator.decide(s.data, clock=on), s))
-            size += s.size
-            if len(batch) >= BATCH or size >= BATCH_BYTES:
+        with client_for(workers, cluster) as client:
+            # With a cluster, snapshots are decided there, partitioned by symbol, and come back
+            # in input order: what is recorded and shown is the same.
+            if client is None:
+                decided: Iterator[tuple[Decision, SourcedSnapshot]] = (
+                    (evaluator.decide(s.data, clock=on), s) for s in snaps)
+            else:
+                from engine.scale.work import decide_spread
+                decided = decide_spread(client, ps, snaps, lambda s: s.data, on)
+            for d, s in decided:
+                batch.append((d, s))
+                size += s.size
+                if len(batch) >= BATCH or size >= BATCH_BYTES:
+                    _record_and_show(store, batch, fmt, title, cycle_id)
+                    title, batch, size = None, [], 0
+            if batch or title is not None:
                 _record_and_show(store, batch, fmt, title, cycle_id)
-                title, batch, size = None, [], 0
-        if batch or title is not None:
-            _record_and_show(store, batch, fmt, title, cycle_id)
     except AuditError as e:
         fail(f"{e}; decisions after the last committed batch were not recorded")
     finally:

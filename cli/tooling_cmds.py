@@ -13,6 +13,7 @@ import typer
 
 from cli.common import EXIT_INVALID, EXIT_USAGE, Format, fail, load_policies
 from cli.plain import write_lines
+from cli.scale_cmds import ClusterOpt, WorkersOpt, client_for
 from engine.audit.store import AuditError, AuditStore
 from engine.backends.agreement import BackendDisagreement
 from engine.factsource import FactsError, read_snapshots
@@ -176,9 +177,13 @@ def diff_cmd(
     examples: Annotated[int, typer.Option("--examples", metavar="N", min=0,
                                           help="How many changed decisions to show.")] = 5,
     fmt: FormatOpt = Format.text,
+    workers: WorkersOpt = None,
+    cluster: ClusterOpt = None,
 ) -> None:
     """The semantic difference between two policy sets; with --facts or --audit, how many
-    decisions would change. Exit 1 when a policy changed without a new metadata.version."""
+    decisions would change (decided in the vectorised backend, checked against durable-rules
+    on every snapshot; with --workers or --cluster, partitioned by symbol). Exit 1 when a
+    policy changed without a new metadata.version."""
     if facts is not None and audit is not None:
         fail("give --facts or --audit, not both", EXIT_USAGE)
     old_set = load_policies([old])
@@ -187,9 +192,14 @@ def diff_cmd(
     summary: ShadowSummary | None = None
     source = facts or audit
     if source is not None:
-        with _replay_input(facts, audit) as snapshots:
+        with _replay_input(facts, audit) as snapshots, client_for(workers, cluster) as client:
             try:
-                summary = replay(old_set, new_set, snapshots, examples=examples)
+                if client is None:
+                    summary = replay(old_set, new_set, snapshots, examples=examples)
+                else:
+                    from engine.scale.work import diff_spread
+                    summary = diff_spread(client, old_set, new_set, snapshots,
+                                          examples=examples)
             except (ValueError, BackendDisagreement) as e:
                 fail(f"{e}; no count is reported" if isinstance(e, BackendDisagreement)
                      else str(e))

@@ -46,6 +46,10 @@ class BackendDisagreement(Exception):
                          f"{first.text()}")
         self.first = first
 
+    def __reduce__(self) -> tuple[type[BackendDisagreement], tuple[Disagreement]]:
+        # Raised on a Dask worker, it crosses to the caller whole.
+        return (BackendDisagreement, (self.first,))
+
 
 @dataclass
 class Agreement:

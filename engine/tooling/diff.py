@@ -10,7 +10,7 @@ would change, by transition.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +18,7 @@ from engine.backends.agreement import BATCH, CheckedBackend
 from engine.policy.model import AllOf, Condition, Leaf, NotOf, Policy, PolicySet, Rule
 from engine.policy.problems import PolicyError, Position
 from engine.policy.yamlsource import parse_policy_text, position_of
-from engine.shadow import ShadowSummary, difference
+from engine.shadow import ShadowDifference, ShadowSummary, difference
 
 Status = Literal["added", "removed", "changed", "unchanged"]
 
@@ -205,28 +205,44 @@ def _flatten(node: Any, prefix: str) -> dict[str, Any]:
     return {prefix: node}
 
 
+class DiffReplay:
+    """Both sets' safety policies in the vectorised backend, each checked against
+    durable-rules on every snapshot: a disagreement raises BackendDisagreement. Raises
+    ValueError when a set has no safety policy."""
+
+    def __init__(self, old: PolicySet, new: PolicySet) -> None:
+        self.old = CheckedBackend(old)
+        try:
+            self.new = CheckedBackend(new)
+        except ValueError:
+            self.old.close()
+            raise
+
+    def differences(self, chunk: Sequence[tuple[str, object]],
+                    ) -> list[ShadowDifference | None]:
+        """How each (where, snapshot) of `chunk` would change, in order (None: it would
+        not)."""
+        old_batch, _ = self.old.check(chunk)
+        new_batch, _ = self.new.check(chunk)
+        return [difference(old_batch.decision(i), new_batch.decision(i), where)
+                for i, (where, _snap) in enumerate(chunk)]
+
+    def close(self) -> None:
+        self.old.close()
+        self.new.close()
+
+
 def replay(old: PolicySet, new: PolicySet, snapshots: Iterable[tuple[str, object]], *,
            examples: int = 5) -> ShadowSummary:
     """Decide every (where, snapshot) under both sets' safety policies and count the
-    decisions whose action or deciding rule would change. Both sets decide in the vectorised
-    backend, checked against durable-rules on every snapshot: a disagreement raises
-    BackendDisagreement and no count is given. Raises ValueError when a set has no safety
-    policy."""
-    old_backend = CheckedBackend(old)
-    try:
-        new_backend = CheckedBackend(new)
-    except ValueError:
-        old_backend.close()
-        raise
+    decisions whose action or deciding rule would change (see DiffReplay)."""
+    differ = DiffReplay(old, new)
     summary = ShadowSummary(examples)
     try:
         it = iter(snapshots)
         while chunk := list(itertools.islice(it, BATCH)):
-            old_batch, _ = old_backend.check(chunk)
-            new_batch, _ = new_backend.check(chunk)
-            for i, (where, _snap) in enumerate(chunk):
-                summary.add(difference(old_batch.decision(i), new_batch.decision(i), where))
+            for diff in differ.differences(chunk):
+                summary.add(diff)
     finally:
-        old_backend.close()
-        new_backend.close()
+        differ.close()
     return summary
