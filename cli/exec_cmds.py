@@ -191,22 +191,30 @@ def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
 
 def resume(by: ByOpt = "",
            reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "",
+           reduce_only: Annotated[bool, typer.Option(
+               "--reduce-only", help="Re-enable a book an order rule made reduce-only (the "
+                                     "reenable action).")] = False,
            audit: AuditOpt = DEFAULT_PATH,
            access: AccessOpt = DEFAULT_ACCESS) -> None:
-    """Lift a latched halt (the risk role, with a reason). Refused while a halting rule
-    still fires in the latest decisions."""
+    """Lift a latched halt and every kill (the risk role, with a reason), or with
+    --reduce-only re-enable a book an order rule made reduce-only. A resume is refused while a
+    halting rule still fires in the latest decisions."""
     with _store(audit, create=False) as store:
-        actor = authorised(store, access, "resume", by=by, target="book")
+        actor = authorised(store, access, "reenable" if reduce_only else "resume", by=by,
+                           target="book")
         current = trading.load(store)
         verdicts = trading.latest_verdicts(store)
+        ts = format_utc(wall_now())
         try:
-            view = trading.resume(current, verdicts, by=actor.name, reason=reason,
-                                  ts=format_utc(wall_now()))
+            view = (trading.reenable(current, by=actor.name, reason=reason, ts=ts)
+                    if reduce_only else
+                    trading.resume(current, verdicts, by=actor.name, reason=reason, ts=ts))
         except trading.ResumeRefused as e:
-            fail(f"resume refused: {e}")
+            fail(f"{'re-enable' if reduce_only else 'resume'} refused: {e}")
         trading.record(store, view, current, extra={"run_id": None, "by": actor.name,
-                                                    "via": actor.via})
-    out.print(f"trading resumed by {actor.name}: {reason}")
+                                                    "via": actor.via, "resumed": True})
+    out.print(f"trading {'re-enabled' if reduce_only else 'resumed'} by {actor.name}: "
+              f"{reason}; now {view.state.value}", markup=False)
 
 
 def step(

@@ -14,6 +14,7 @@ from cli import (
     backend_cmds,
     exec_cmds,
     monitor_cmds,
+    order_cmds,
     policy_cmds,
     rotate_cmd,
     run_cmd,
@@ -49,6 +50,8 @@ app.command("activate")(activate_cmd.activate)
 app.command("step")(exec_cmds.step)
 app.command("resume")(exec_cmds.resume)
 app.command("serve")(serve_cmd.serve)
+app.command("order")(order_cmds.order)
+app.command("kill")(order_cmds.kill)
 app.add_typer(exec_cmds.paper_app, name="paper")
 app.add_typer(exec_cmds.approvals_app, name="approvals")
 app.add_typer(access_cmds.app, name="access")

@@ -80,6 +80,37 @@ _SPECS: tuple[FactSpec, ...] = (
              "True when the book already holds the order's symbol."),
     FactSpec("safety_action", "string", "action", None, None,
              "The safety action in force for the order's symbol.", choices=ACTION_NAMES),
+    # Order and book facts: computed by the engine for every order (engine/execution/
+    # order_facts.py) from the order, the latest snapshot, the book and the execution log.
+    FactSpec("order_shares", "integer", "shares", 0.0, None,
+             "Shares of the order."),
+    FactSpec("order_notional_pct_equity", "number", "percent of equity", 0.0, None,
+             "The order's notional as a percentage of the book's equity (25 is 25%)."),
+    FactSpec("price_deviation", "number", "fraction", 0.0, None,
+             "How far the order's price is from the snapshot's reference price, as a "
+             "fraction of the reference (0.05 is 5%).", _FRACTION_HINT),
+    FactSpec("position_weight_after", "number", "fraction of equity", 0.0, None,
+             "The symbol's position after the order, as a fraction of equity.",
+             _FRACTION_HINT),
+    FactSpec("gross_exposure_after", "number", "fraction of equity", 0.0, None,
+             "Sum of every position's value after the order, as a fraction of equity "
+             "(1 is fully invested, above 1 is leverage)."),
+    FactSpec("orders_last_minute", "integer", "orders", 0.0, None,
+             "Orders sent to the broker in the 60 seconds up to now, this one included."),
+    FactSpec("orders_last_second", "integer", "orders", 0.0, None,
+             "Orders sent to the broker in the second up to now, this one included."),
+    FactSpec("fills_same_symbol_last_minute", "integer", "fills", 0.0, None,
+             "Fills of the order's symbol in the 60 seconds before this order."),
+    FactSpec("duplicate_order_seconds", "number", "seconds", 0.0, 86400.0,
+             "Seconds since an order with the same symbol, side and shares was sent; 86400 "
+             "(one day, the look-back) when there was none."),
+    FactSpec("daily_pnl_pct", "number", "percent", -100.0, None,
+             "Change of equity since the start of the day (the last mark before today, UTC), "
+             "in percent (-3 is a 3% loss).",
+             "daily_pnl_pct is a percentage: write -3 for a 3% loss"),
+    FactSpec("drawdown_from_peak", "number", "fraction", 0.0, 1.0,
+             "Fall of equity from its peak since trading was last resumed, as a fraction "
+             "(0.15 is 15%).", _FRACTION_HINT),
 )
 
 CATALOGUE: dict[str, FactSpec] = {s.name: s for s in _SPECS}

@@ -22,11 +22,20 @@ from engine.decision import Decision, governing
 from engine.evaluator import SafetyEvaluator
 from engine.execution import approvals
 from engine.execution import state as trading
+from engine.execution.activity import Activity, EquityMarks
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.approvals import ApprovalItem
-from engine.execution.broker import Broker
+from engine.execution.broker import Broker, RestingBroker
 from engine.execution.gate import OrderIntent
-from engine.execution.gateway import Gateway, OrderOutcome, client_id
+from engine.execution.gateway import (
+    Controls,
+    Gateway,
+    OrderOutcome,
+    client_id,
+    record_settled,
+)
+from engine.execution.order_facts import BookView
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.ids import new_id
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
@@ -40,7 +49,7 @@ Approver = Callable[[ApprovalItem], str | None]
 
 
 class CompiledSet:
-    """A policy set compiled for cycles: safety, rotation and approval evaluators.
+    """A policy set compiled for cycles: safety, rotation, order and approval evaluators.
 
     `engine="vector"`: a replay's snapshots are decided in the vectorised backend, each
     checked against durable-rules (`safety`, the engine of record) before its cycle acts on
@@ -59,6 +68,7 @@ class CompiledSet:
         self.rotation = (RotationEvaluator(policy_set)
                          if policy_set.of_kind("RotationPolicy") else None)
         self.approval = ApprovalEvaluator(policy_set)
+        self.orders = OrderPolicyEvaluator(policy_set)
 
     def decide(self, snapshots: Sequence[Mapping[str, Any]], clock: Clock) -> list[Decision]:
         """The decision of every snapshot of one cycle, in order."""
@@ -74,6 +84,7 @@ class CompiledSet:
         if self.rotation:
             self.rotation.close()
         self.approval.close()
+        self.orders.close()
 
 
 @dataclass(frozen=True)
@@ -129,7 +140,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
               last_rebalance: str | Any | None = ...,
               clock: Clock = SNAPSHOT,
               requester: str = SYSTEM,
-              partial: bool = False) -> CycleResult:
+              partial: bool = False,
+              activity: Activity | None = None) -> CycleResult:
     """One cycle. With `flush=False` the cycle's own records (decisions, state, rebalance) may
     still be unwritten when it returns, if no order left: the caller appends them with its
     own record through `result.writes`, in one transaction. Before any order reaches the
@@ -141,12 +153,18 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     `partial`: the cycle sees only the symbols its caller sent (a bot calling the service),
     not the whole book: the caller plans its own orders, so nothing is rotated, and an
     approved order goes out in the first cycle that decides and prices its symbol (until its
-    approval expires), not in one that says nothing of it."""
+    approval expires), not in one that says nothing of it.
+    `activity`: the execution log and equity marks a run carries (otherwise read from the
+    store)."""
     at = clock.for_cycle(snapshots)
     now = at.now()
     ts = format_utc(now)
+    activity = activity or Activity.from_store(store, run_id, now)
+    activity.prices.update(snapshot_prices(snapshots))
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
-                      on_broker_error=on_broker_error, requester=requester)
+                      on_broker_error=on_broker_error, requester=requester,
+                      controls=Controls(compiled.orders, activity.prices, activity.log,
+                                        activity.marks))
     queue = queue or approvals.ApprovalQueue(store)
     expired = tuple(approvals.expire_due(store, now, run_id, queue))
 
@@ -160,6 +178,10 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
                                      "run_id": run_id, "cycle": cycle_id})
         for d, s in zip(made, snapshots, strict=True)])
     verdicts = {sym: d.verdict for sym, d in decisions.items()}
+    equity = BookView(broker.cash(), broker.positions(), activity.prices).equity()
+    if equity is not None:  # without it the equity facts are unknown: orders fail closed
+        activity.marks.mark(now, equity)
+        writes.add(*EquityMarks.record(run_id, now, equity))
 
     before = trading.load(store, run_id)
     after = trading.derive(before, verdicts, ts)
@@ -168,6 +190,14 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
         if after.state is trading.TradingState.HALTED:
             writes.flush()
             gateway.cancel_open(now, after.rule or "halt")
+
+    if isinstance(broker, RestingBroker) and broker.open_orders():
+        writes.flush()
+        settled = broker.fill_open(snapshot_prices(snapshots))
+        record_settled(store, settled, now, run_id=run_id)
+        for placed in settled:
+            if placed.status.value == "filled":
+                activity.log.note_fill(now, placed.symbol)
 
     outcomes: list[OrderOutcome] = []
     prices = snapshot_prices(snapshots)  # what an approved order is priced and checked at
@@ -223,8 +253,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
             "summary": f"rebalance triggered by {rotation.trigger.rule}"})
     if flush:
         writes.flush()
-    return CycleResult(ts, decisions, after, before, rotation, rebalanced, tuple(outcomes),
-                       expired, writes, tuple(made), cycle_id)
+    return CycleResult(ts, decisions, gateway.latched or after, before, rotation, rebalanced,
+                       tuple(outcomes), expired, writes, tuple(made), cycle_id)
 
 
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,

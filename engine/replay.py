@@ -22,6 +22,7 @@ from engine.clock import SNAPSHOT
 from engine.cycle import CompiledSet, CycleResult, run_cycle
 from engine.execution import approvals
 from engine.execution import state as trading
+from engine.execution.activity import Activity
 from engine.execution.approvals import ApprovalItem
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperBroker, init_account
@@ -64,7 +65,8 @@ class ResumeRule:
         if self.after_days is None:
             return "a latched halt is never resumed: the rest of the replay stays halted"
         return (f"a latched halt is resumed by 'replay-operator' once no halting rule has "
-                f"fired for {self.after_days} day(s)")
+                f"fired for {self.after_days} day(s); a reduce-only latch is re-enabled "
+                f"{self.after_days} day(s) after it was set")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ class Replay:
         self._last_rebalance: str | None = book.last_rebalance
         self._last_halt_fire: datetime | None = None
         self._latest = trading.LatestVerdicts()
+        self.activity = Activity.fresh()
 
     def run(self, days: Iterable[tuple[str, Sequence[Mapping[str, Any]]]], *, n_days: int,
             symbols: Sequence[str],
@@ -173,7 +176,8 @@ class Replay:
                                run_id=self.run_id, approver=self.config.approval,
                                on_broker_error=self._broker_error(ts), queue=self.queue,
                                flush=False, last_rebalance=self._last_rebalance,
-                               clock=SNAPSHOT, requester=run_service(self.run_id))
+                               clock=SNAPSHOT, requester=run_service(self.run_id),
+                               activity=self.activity)
             if result.rebalanced:
                 self._last_rebalance = result.ts
             self._after_cycle(result, snaps)
@@ -216,21 +220,11 @@ class Replay:
         for d in result.made:
             self._latest.observe(result.cycle_id, d.symbol, d.verdict)
         halting = [d for d in result.decisions.values() if d.action is Action.HALT]
-        if halting:
-            self._last_halt_fire = now
         view = result.state
-        if view.state is trading.TradingState.HALTED and not halting and \
-                self.config.resume.after_days is not None and self._last_halt_fire and \
-                now - self._last_halt_fire >= timedelta(days=self.config.resume.after_days):
-            try:
-                resumed = trading.resume(view, self._latest.verdicts(), by="replay-operator",
-                                         reason=self.config.resume.describe(), ts=result.ts)
-            except trading.ResumeRefused:
-                resumed = view  # a symbol last seen halting still halts: no resume
-            if resumed != view:
-                writes.add(*trading.change(resumed, view, run_id=self.run_id,
-                                           by="replay-operator"))
-            view = resumed
+        if halting or (view.state is trading.TradingState.HALTED and
+                       result.previous_state.state is not trading.TradingState.HALTED):
+            self._last_halt_fire = now  # a rail that halts, or an order rule that latched
+        view = self._declared_resume(view, halting, result, now)
         positions = self.broker.positions()
         cash = self.broker.cash()
         self._last_prices.update(prices)
@@ -272,6 +266,36 @@ class Replay:
             if age >= self.alerts.approval_wait_limit:
                 self.alerts.on_approval_waiting(result.ts, item.item_id, age)
 
+
+    def _declared_resume(self, view: trading.StateView, halting: Sequence[object],
+                         result: CycleResult, now: datetime) -> trading.StateView:
+        """The declared operator: a halt is resumed, and a reduce-only latch re-enabled, once
+        `after_days` passed without a halting rule (or since the latch)."""
+        days = self.config.resume.after_days
+        writes = result.writes
+        if days is None or writes is None:
+            return view
+        wait = timedelta(days=days)
+        if view.state is trading.TradingState.HALTED and not halting and \
+                self._last_halt_fire and now - self._last_halt_fire >= wait:
+            try:
+                resumed = trading.resume(view, self._latest.verdicts(), by="replay-operator",
+                                         reason=self.config.resume.describe(), ts=result.ts)
+            except trading.ResumeRefused:
+                resumed = view  # a symbol last seen halting still halts: no resume
+            if resumed != view:
+                writes.add(*trading.change(resumed, view, run_id=self.run_id,
+                                           by="replay-operator", resumed=True))
+                self.activity.marks.reset_peak()
+            view = resumed
+        if view.reduce_only and view.state is not trading.TradingState.HALTED and \
+                view.since and now - parse_utc(view.since) >= wait:
+            enabled = trading.reenable(view, by="replay-operator",
+                                       reason=self.config.resume.describe(), ts=result.ts)
+            writes.add(*trading.change(enabled, view, run_id=self.run_id,
+                                       by="replay-operator", resumed=True))
+            view = enabled
+        return view
 
     def _measure(self, result: CycleResult, equity: float, buy_hold: float,
                  cash: float) -> None:

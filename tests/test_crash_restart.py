@@ -29,10 +29,12 @@ from engine.execution.broker import (
     OrderStatus,
 )
 from engine.execution.gate import OrderIntent
-from engine.execution.gateway import MAX_TRIES, ORDER, Gateway, latest_status
+from engine.execution.gateway import MAX_TRIES, ORDER, Controls, Gateway, latest_status
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.execution.paper import AccountSummary, PaperBroker, init_account
 from engine.execution.state import INITIAL
 from engine.policy.loader import load_policy_set
+from engine.policy.model import PolicySet
 from engine.timeutil import format_utc
 
 # One cycle of the real engine on real files. The broker's submit is wrapped so the process
@@ -288,7 +290,8 @@ def test_a_retry_of_the_same_client_id_never_creates_a_second_order(
     sleeps: list[float] = []
     now = datetime.now(UTC)
     with AuditStore(tmp_path / "audit.db") as store:
-        gw = Gateway(store, flaky, autonomous, retry_sleep=sleeps.append)
+        gw = Gateway(store, flaky, autonomous, retry_sleep=sleeps.append,
+                     controls=Controls.fresh(OrderPolicyEvaluator(PolicySet(()))))
         first = gw.submit(order, decision, INITIAL, cid="o-1", now=now)
         assert first.status == "filled" and flaky.calls == 2 and len(sleeps) == 1
         # The same order again (a re-run, a second worker): the broker's answer is the first.
@@ -310,7 +313,8 @@ def test_a_broker_that_keeps_failing_gives_failed_after_bounded_tries(
     sleeps: list[float] = []
     with AuditStore(tmp_path / "audit.db") as store:
         gw = Gateway(store, broker, autonomous, retry_sleep=sleeps.append,
-                     on_broker_error=lambda cid, msg: errors.append((cid, msg)))
+                     on_broker_error=lambda cid, msg: errors.append((cid, msg)),
+                     controls=Controls.fresh(OrderPolicyEvaluator(PolicySet(()))))
         out = gw.submit(OrderIntent("AAA", "BUY", 10, 100.0, 0), _allow_decision("AAA"),
                         INITIAL, cid="o-1", now=datetime.now(UTC))
         assert (out.status, out.rule) == ("failed", "broker-error")

@@ -27,13 +27,18 @@ from engine.execution import state as trading
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.broker import OrderStatus
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
-from engine.execution.gateway import Gateway, latest_status
+from engine.execution.gateway import Controls, Gateway, latest_status
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.execution.paper import PaperBroker, init_account
 from engine.execution.records import ORDER
 from engine.execution.state import StateView, TradingState
 from engine.policy.loader import policy_set_from_texts
 from engine.policy.model import PolicySet
 from engine.timeutil import format_utc
+
+#: These tests judge the rails, trading state and approvals: the set has no order policy.
+NO_ORDER_POLICY = OrderPolicyEvaluator(PolicySet(()))
+NONE: dict[str, Any] = {"controls": NO_ORDER_POLICY, "order_facts": {}}
 
 POLICIES = REPO_ROOT / "policies"
 MODES = ("autonomous", "semi_autonomous", "manual")
@@ -138,7 +143,7 @@ for _mode in MODES:
 def test_gate_verdict_for_every_action_side_and_mode(
         mode: str, action: Action, side: str, evaluators: dict[str, ApprovalEvaluator],
         decisions: dict[Action, Decision]) -> None:
-    result = gate(held_order(side), decisions[action], ACTIVE, evaluators[mode])
+    result = gate(held_order(side), decisions[action], ACTIVE, evaluators[mode], **NONE)
     assert (result.verdict, result.rule) == EXPECTED[(mode, action, side)], result.reason
     assert result.reason
 
@@ -149,7 +154,8 @@ def test_gate_verdict_for_every_action_side_and_mode(
 def test_an_approved_order_still_passes_the_rails_as_they_are_now(
         mode: str, action: Action, side: str, evaluators: dict[str, ApprovalEvaluator],
         decisions: dict[Action, Decision]) -> None:
-    result = gate(held_order(side), decisions[action], ACTIVE, evaluators[mode], approved=True)
+    result = gate(held_order(side), decisions[action], ACTIVE, evaluators[mode], approved=True,
+                  **NONE)
     if action is Action.HALT or (side == "BUY" and action in (Action.FLATTEN,
                                                                Action.BLOCK_NEW)):
         assert (result.verdict, result.rule) == (DENIED, RAIL[action])
@@ -162,7 +168,7 @@ def test_semi_autonomous_rules_decide_which_orders_wait(
     semi, allow = evaluators["semi_autonomous"], decisions[Action.ALLOW]
 
     def check(order: OrderIntent) -> tuple[Verdict, str | None]:
-        result = gate(order, allow, ACTIVE, semi)
+        result = gate(order, allow, ACTIVE, semi, **NONE)
         return result.verdict, result.rule
 
     assert check(OrderIntent(SYMBOL, "BUY", 10, 100.0, 0)) == (PENDING, "new-symbol-approval")
@@ -182,7 +188,7 @@ def test_a_latched_halt_denies_everything(
         mode: str, action: Action, side: str, approved: bool,
         evaluators: dict[str, ApprovalEvaluator], decisions: dict[Action, Decision]) -> None:
     result = gate(held_order(side), decisions[action], HALTED, evaluators[mode],
-                  approved=approved)
+                  approved=approved, **NONE)
     assert result.verdict is DENIED
     assert result.rule == "drift-spike-halt"  # the rule that latched the halt
     assert "halted" in result.reason
@@ -197,7 +203,7 @@ def test_an_order_without_its_symbols_decision_is_denied(
     for side in ("BUY", "SELL"):
         for decision in (None, other):
             result = gate(held_order(side), decision, ACTIVE, evaluators[mode],
-                          approved=approved)
+                          approved=approved, **NONE)
             assert (result.verdict, result.rule) == (DENIED, "decision-missing")
             assert SYMBOL in result.reason
 
@@ -210,7 +216,8 @@ def test_a_side_that_is_neither_buy_nor_sell_is_never_sent(
         for action in Action:
             for side in ("buy", "Sell", "SHORT", ""):
                 order = OrderIntent(SYMBOL, side, 10, 100.0, held_shares=0)
-                if gate(order, decisions[action], ACTIVE, evaluators[mode]).verdict is SEND:
+                if gate(order, decisions[action], ACTIVE, evaluators[mode],
+                        **NONE).verdict is SEND:
                     sent.append(f"{side!r} under {action.value} ({mode})")
     assert sent == [], "sent: " + ", ".join(sent)
 
@@ -235,7 +242,7 @@ def test_an_order_with_unusable_shares_price_or_holding_is_never_sent(
                 for approved in (False, True):
                     order = replace(held_order(side), **{field: bad})
                     result = gate(order, decisions[action], ACTIVE, evaluators[mode],
-                                  approved=approved)
+                                  approved=approved, **NONE)
                     assert (result.verdict, result.rule) == (DENIED, "order-invalid"), (
                         mode, action, side, approved, result)
                     assert field.replace("_", " ") in result.reason
@@ -249,10 +256,10 @@ def test_the_smallest_order_that_can_be_judged_goes_out(
     for side in ("BUY", "SELL"):
         tiny = OrderIntent(SYMBOL, side, 1, 0.5, held_shares=1)
         for mode in ("autonomous", "semi_autonomous"):
-            result = gate(tiny, allow, ACTIVE, evaluators[mode])
+            result = gate(tiny, allow, ACTIVE, evaluators[mode], **NONE)
             assert (result.verdict, result.rule) == (SEND, None), (mode, result)
     fresh = OrderIntent(SYMBOL, "BUY", 1, 0.5, held_shares=0)
-    result = gate(fresh, allow, ACTIVE, evaluators["semi_autonomous"])
+    result = gate(fresh, allow, ACTIVE, evaluators["semi_autonomous"], **NONE)
     assert (result.verdict, result.rule) == (PENDING, "new-symbol-approval")
 
 
@@ -296,7 +303,7 @@ def test_gate_never_lets_out_what_the_rails_forbid(
         decisions: dict[Action, Decision]) -> None:
     order = OrderIntent(SYMBOL, case.side, case.shares, 100.0, case.held)
     result: GateResult = gate(order, decisions[case.action], HALTED if case.halted else ACTIVE,
-                              evaluators[case.mode], approved=case.approved)
+                              evaluators[case.mode], approved=case.approved, **NONE)
     if result.verdict is not SEND:
         assert result.rule, result
         return
@@ -316,7 +323,8 @@ def test_submit_with_an_item_nobody_approved_sends_nothing(
     broker = PaperBroker(init_account(tmp_path / "paper.db", 1_000_000))
     order = OrderIntent(SYMBOL, "BUY", 10, 100.0, 0)  # a new symbol: semi-autonomous holds it
     with AuditStore(tmp_path / "audit.db") as store:
-        gw = Gateway(store, broker, evaluators["semi_autonomous"])
+        gw = Gateway(store, broker, evaluators["semi_autonomous"],
+                     controls=Controls.fresh(NO_ORDER_POLICY))
         queued = gw.submit(order, decisions[Action.ALLOW], ACTIVE, cid="o-1", now=NOW)
         assert (queued.status, queued.rule) == ("pending_approval", "new-symbol-approval")
         approvals.decide(store, "o-1", outcome="rejected", by="ann", now=NOW, reason="checked")
@@ -566,7 +574,7 @@ def test_a_replays_state_change_never_lifts_a_live_halt(
         assert trading.load(store, "run-2") == trading.INITIAL
         for side in ("BUY", "SELL"):
             result = gate(held_order(side), decisions[Action.ALLOW], live,
-                          evaluators["autonomous"])
+                          evaluators["autonomous"], **NONE)
             assert (result.verdict, result.rule) == (DENIED, "drift-spike-halt")
 
 

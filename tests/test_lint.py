@@ -144,7 +144,7 @@ def test_boxes_hold_exactly_where_the_reference_evaluation_does(
 def test_default_policies_lint_clean(run_cli: RunCli) -> None:
     proc = run_cli("lint", "policies")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "0 error(s), 0 warning(s) in 4 policies" in proc.stdout
+    assert "0 error(s), 0 warning(s) in 5 policies" in proc.stdout
     assert lint(load_policy_set([str(POLICIES)])) == []
 
 

@@ -20,7 +20,8 @@ from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.gate import OrderIntent
-from engine.execution.gateway import ORDER, Gateway
+from engine.execution.gateway import ORDER, Controls, Gateway
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.execution.paper import PaperBroker, init_account
 from engine.policy.loader import policy_set_from_texts
 from engine.policy.model import PolicySet
@@ -320,7 +321,8 @@ def test_the_approval_policy_sets_the_price_tolerance_of_an_approval(tmp_path: P
     outcomes = {}
     try:
         with AuditStore(tmp_path / "audit.db") as store:
-            gateway = Gateway(store, broker, evaluator)
+            gateway = Gateway(store, broker, evaluator,
+                              controls=Controls.fresh(OrderPolicyEvaluator(PolicySet(()))))
             for cid, price in (("o-near", 109.0), ("o-far", 111.0)):
                 d = safety.decide({**CALM, "symbol": "AAA", "ts": format_utc(now)}, clock=on)
                 order = OrderIntent("AAA", "BUY", 10, 100.0, 0)

@@ -15,6 +15,9 @@ from conftest import REPO_ROOT, run_fugger
 from engine.audit.store import AuditStore
 
 GOLDEN = Path(__file__).parent / "data" / "replay_2008_2009.json"
+#: The policy set the record was taken under (the shipped set of that day): the record checks
+#: that the replay's speed-ups change nothing, not what today's default policies decide.
+POLICIES = Path(__file__).parent / "data" / "replay_2008_2009_policies"
 KINDS = ("decision", "order", "alert", "approval_requested", "approval_decided",
          "trading_state", "rebalance", "cycle")
 
@@ -43,7 +46,7 @@ def test_replay_matches_the_record_of_the_replay_before_its_speed_ups(tmp_path: 
     # run must be the same run.
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     audit = tmp_path / "audit.db"
-    proc = run_fugger(["run", "--policies", "policies", "--facts", "examples/history.jsonl",
+    proc = run_fugger(["run", "--policies", str(POLICIES), "--facts", "examples/history.jsonl",
                        "--portfolio", "examples/portfolio.yaml", "--audit", str(audit),
                        "--format", "json", "--engine", engine, *golden["args"]], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr

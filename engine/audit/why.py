@@ -10,7 +10,7 @@ from engine.audit.store import AuditStore, Record
 from engine.clock import recorded_clock
 from engine.evaluator import SafetyEvaluator
 from engine.policy.loader import policy_set_from_texts
-from engine.policy.model import PolicySet
+from engine.policy.model import PolicySet, Rule
 from engine.policy.problems import PolicyError
 from engine.rules.reference import comparisons
 
@@ -47,9 +47,34 @@ def explain_record(store: AuditStore, rows: Sequence[Record]) -> WhyReport:
             raise ValueError("the record names no decision to explain")
         return WhyReport(tuple(lines), data)
     d_lines, d_data = _decision(store, decision)
+    controls = [r.body["controls"] for r in others
+                if isinstance(r.body.get("controls"), dict) and r.body["controls"].get("rule")]
+    if controls:
+        policy_set = _rebuild(store.activation(
+            decision.body.get("decision", {}).get("policy_set", {}).get("hash", "")))
+        lines.extend(_controls_lines(policy_set, controls[-1]))
+        data["controls"] = controls[-1]
     lines.extend(d_lines)
     data["decision"] = d_data
     return WhyReport(tuple(lines), data)
+
+
+def _controls_lines(policy_set: PolicySet | None, c: dict[str, Any]) -> list[str]:
+    """What the order policy decided on the order: its deciding rule on the order and book
+    facts the engine computed."""
+    lines = [f"Order policy {c.get('policy')}: [bold]{str(c.get('action')).upper()}[/bold] by "
+             f"rule [bold]{c.get('rule')}[/bold]"
+             + (f" at {c['source']}" if c.get("source") else "")]
+    for problem in c.get("problems") or ():
+        lines.append(f"  could not be computed: {problem} (fails closed)")
+    rule = policy_set.rule(str(c.get("rule"))) if policy_set is not None else None
+    if rule is not None:
+        lines.extend(_comparison_lines(rule, c.get("observed") or {}, "  "))
+    others = [f for f in c.get("fired") or () if f != c.get("rule")]
+    if others:
+        lines.append(f"  also fired: {', '.join(others)}")
+    lines.append("")
+    return lines
 
 
 def _event_lines(records: Sequence[Record]) -> list[str]:
@@ -123,6 +148,11 @@ def _rule_detail(policy_set: PolicySet | None, rule_id: str, d: dict[str, Any],
             observed = f.get("observed", {})
     if rule is None:
         return [f"{indent}(a fail-closed rule: the fact above could not be used)"]
+    return _comparison_lines(rule, observed, indent)
+
+
+def _comparison_lines(rule: Rule, observed: dict[str, Any], indent: str) -> list[str]:
+    """A rule's condition, comparison by comparison, on the values it saw."""
     lines = [f"{indent}when {rule.when.text()}"]
     for c in comparisons(rule.when, observed):
         seen = "unknown" if c.observed is None else repr(c.observed)

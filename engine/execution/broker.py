@@ -11,6 +11,7 @@ the outcome is unknown (`BrokerError`), which a retry with the same `client_id` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -46,13 +47,16 @@ class BrokerError(Exception):
 
 @dataclass(frozen=True)
 class OrderRequest:
-    """An order to send; `price` is the reference price the order is sent at."""
+    """An order to send; `price` is the price it is sent at (the market's reference price
+    for a limit order). With `limit_price` it is a limit order: it fills only at that price or
+    better, and rests open until the market crosses it."""
 
     client_id: str
     symbol: str
     side: Side
     shares: int
     price: float
+    limit_price: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,11 @@ class BrokerOrder:
     reason: str
     submitted_at: str
     filled_at: str | None
+
+
+def crosses(side: Side, market: float, limit: float) -> bool:
+    """Whether a limit order on `side` at `limit` can fill at `market`."""
+    return market <= limit if side is Side.BUY else market >= limit
 
 
 @dataclass(frozen=True)
@@ -106,4 +115,14 @@ class Broker(Protocol):
 
     def cash(self) -> float:
         """Cash available, in account currency."""
+        ...
+
+
+@runtime_checkable
+class RestingBroker(Protocol):
+    """A broker the engine feeds prices to, so its resting (open) orders fill when the market
+    reaches them: the paper broker. A real broker fills on its own."""
+
+    def fill_open(self, prices: Mapping[str, float]) -> list[BrokerOrder]:
+        """Fill what the prices reach; returns the orders that changed."""
         ...

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -21,9 +21,13 @@ from engine.access.model import SYSTEM
 from engine.audit.store import AuditStore
 from engine.decision import Decision
 from engine.execution import approvals
+from engine.execution import state as trading
+from engine.execution.activity import EquityMarks, ExecutionLog
 from engine.execution.approval_policy import ApprovalEvaluator
 from engine.execution.broker import Broker, BrokerError, BrokerOrder, OrderRequest, Side
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
+from engine.execution.order_facts import BookView, order_facts
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.execution.records import ORDER
 from engine.execution.state import StateView
 from engine.timeutil import format_utc, parse_utc
@@ -46,11 +50,27 @@ class OrderOutcome:
     broker_order: BrokerOrder | None = None
 
 
+@dataclass
+class Controls:
+    """The order policy with what its facts read: the reference prices of this cycle, the
+    execution log and the equity marks."""
+
+    policy: OrderPolicyEvaluator
+    prices: dict[str, float]
+    log: ExecutionLog
+    marks: EquityMarks
+
+    @classmethod
+    def fresh(cls, policy: OrderPolicyEvaluator) -> Controls:
+        """The controls with no history yet: an empty execution log, no equity mark."""
+        return cls(policy, {}, ExecutionLog(), EquityMarks())
+
+
 class Gateway:
     def __init__(self, store: AuditStore, broker: Broker, approval: ApprovalEvaluator, *,
                  run_id: str | None = None, retry_sleep: Callable[[float], None] = time.sleep,
                  on_broker_error: Callable[[str, str], None] | None = None,
-                 requester: str = SYSTEM) -> None:
+                 requester: str = SYSTEM, controls: Controls) -> None:
         self.store = store
         self.requester = requester
         self.broker = broker
@@ -58,6 +78,18 @@ class Gateway:
         self.run_id = run_id
         self._sleep = retry_sleep
         self._on_broker_error = on_broker_error
+        self.controls = controls
+        #: The state after a latch an order rule set during this gateway's life.
+        self.latched: StateView | None = None
+
+    def facts(self, order: OrderIntent, now: datetime) -> dict[str, Any]:
+        """The order and book facts of `order` now (none when the set has no order policy:
+        nothing would read them)."""
+        c = self.controls
+        if not c.policy.active:
+            return {}
+        book = BookView(self.broker.cash(), self.broker.positions(), c.prices)
+        return order_facts(order, book, c.log, c.marks, now)
 
     def submit(self, order: OrderIntent, decision: Decision | None, state: StateView, *,
                cid: str, now: datetime, approved_item: str | None = None,
@@ -65,6 +97,7 @@ class Gateway:
         """The one way an order reaches the broker. An approved order (`approved_item`) goes
         out only while its approval is unexpired at `now` and at `market_price`, this cycle's
         price, within the approval policy's tolerance of the price approved."""
+        state = self.latched or state
         if approved_item is not None:
             item = approvals.get(self.store, approved_item)
             denial = (_approval_problem(item, approved_item, cid, order)
@@ -81,7 +114,10 @@ class Gateway:
                          decision, now, extra={"approved_by": item.decided_by,
                                                "approved_price": item.price})
         result = gate(order, decision, state, self.approval,
-                      approved=approved_item is not None)
+                      approved=approved_item is not None, controls=self.controls.policy,
+                      order_facts=self.facts(order, now))
+        if result.latch is not None:
+            self._latch(state, result, now)
         if result.verdict is Verdict.DENIED:
             self._record(cid, order, "denied", result, decision, now)
             return OrderOutcome(cid, order, "denied", result.rule, result.reason)
@@ -97,10 +133,28 @@ class Gateway:
             return OrderOutcome(cid, order, "pending_approval", result.rule, result.reason)
         return self._send(cid, order, result, decision, now)
 
+    def _latch(self, state: StateView, result: GateResult, now: datetime) -> None:
+        """Record the halt or reduce-only an order rule asked for; a halt cancels every open
+        order, as a halt of the rails does."""
+        assert result.latch is not None
+        # The rule that asked for the latch: an order it lets through carries no gate rule.
+        rule = (result.controls.rule if result.controls is not None else None) or \
+            result.rule or result.latch.value
+        ts = format_utc(now)
+        view = trading.latch(state, result.latch.value, rule,
+                             f"{rule} fired on an order ({result.latch.value})", ts)
+        if view == state:
+            return
+        self.latched = view
+        self.store.append(*trading.change(view, state, run_id=self.run_id))
+        if view.state is trading.TradingState.HALTED:
+            self.cancel_open(now, rule)
+
     def _send(self, cid: str, order: OrderIntent, result: GateResult,
               decision: Decision | None, now: datetime) -> OrderOutcome:
         self._record(cid, order, "submitting", result, decision, now)
-        request = OrderRequest(cid, order.symbol, Side(order.side), order.shares, order.price)
+        self.controls.log.note_sent(now, order.symbol, order.side, order.shares)
+        request = self._request(cid, order)
         last_error = ""
         for attempt in range(1, MAX_TRIES + 1):
             try:
@@ -119,29 +173,34 @@ class Gateway:
             return OrderOutcome(cid, order, "failed", "broker-error", last_error)
         return self._placed(cid, order, placed, result, decision, now)
 
+    def _request(self, cid: str, order: OrderIntent) -> OrderRequest:
+        """A market order goes at its price; a limit order is sent with the market's reference
+        price and its limit, so the broker can tell whether it fills now or rests."""
+        if not order.limit:
+            return OrderRequest(cid, order.symbol, Side(order.side), order.shares, order.price)
+        market = self.controls.prices.get(order.symbol)
+        return OrderRequest(cid, order.symbol, Side(order.side), order.shares,
+                            market if market is not None else order.price,
+                            limit_price=order.price)
+
     def _placed(self, cid: str, order: OrderIntent, placed: BrokerOrder, result: GateResult,
                 decision: Decision | None, now: datetime) -> OrderOutcome:
         status = {"filled": "filled", "open": "sent", "rejected": "rejected",
                   "cancelled": "cancelled"}.get(placed.status.value, placed.status.value)
+        if status == "filled":
+            self.controls.log.note_fill(now, order.symbol)
         rule = "broker-rejected" if status == "rejected" else result.rule
-        self._record(cid, order, status, GateResult(result.verdict, rule, placed.reason or
-                                                    result.reason), decision, now,
+        self._record(cid, order, status, replace(result, rule=rule,
+                                                 reason=placed.reason or result.reason),
+                     decision, now,
                      extra={"broker_order_id": placed.broker_order_id,
                             "fill_price": placed.fill_price, "commission": placed.commission})
         return OrderOutcome(cid, order, status, rule, placed.reason or result.reason, placed)
 
     def cancel_open(self, now: datetime, reason: str) -> list[str]:
         """Cancel every open order at the broker (entering a halt)."""
-        cancelled = []
-        for o in self.broker.open_orders():
-            done = self.broker.cancel(o.client_id)
-            self.store.append(ORDER, o.client_id, {
-                "run_id": self.run_id, "ts": format_utc(now), "client_id": o.client_id,
-                "symbol": o.symbol, "side": o.side.value, "shares": o.shares,
-                "status": "cancelled", "rule": reason, "reason": reason,
-                "broker_status": done.status.value, "summary": f"cancelled: {reason}"})
-            cancelled.append(o.client_id)
-        return cancelled
+        return cancel_orders(self.store, self.broker, self.broker.open_orders(), now,
+                             rule=reason, reason=reason, run_id=self.run_id)
 
     def _context(self, decision: Decision | None, order: OrderIntent) -> dict[str, Any]:
         return {
@@ -156,6 +215,8 @@ class Gateway:
     def _record(self, cid: str, order: OrderIntent, status: str, result: GateResult,
                 decision: Decision | None, now: datetime,
                 extra: dict[str, Any] | None = None) -> None:
+        controls = ({"controls": result.controls.to_json()}
+                    if result.controls is not None and status != "submitting" else {})
         body: dict[str, Any] = {
             "ts": format_utc(now), "client_id": cid, "symbol": order.symbol,
             "side": order.side, "shares": order.shares, "price": order.price,
@@ -163,9 +224,40 @@ class Gateway:
             **self._context(decision, order),
             "summary": f"{order.side} {order.shares} {order.symbol} @ {order.price:g}: {status}"
                        + (f" ({result.rule})" if result.rule else ""),
+            **controls,
             **(extra or {}),
         }
         self.store.append(ORDER, cid, body)
+
+
+def cancel_orders(store: AuditStore, broker: Broker, orders: Iterable[BrokerOrder],
+                  now: datetime, *, rule: str, reason: str, run_id: str | None) -> list[str]:
+    """Cancel `orders` at the broker, each end recorded in the execution log."""
+    cancelled = []
+    for o in orders:
+        done = broker.cancel(o.client_id)
+        store.append(ORDER, o.client_id, {
+            "run_id": run_id, "ts": format_utc(now), "client_id": o.client_id,
+            "symbol": o.symbol, "side": o.side.value, "shares": o.shares,
+            "status": "cancelled", "rule": rule, "reason": reason,
+            "broker_status": done.status.value, "summary": f"cancelled: {reason}"})
+        cancelled.append(o.client_id)
+    return cancelled
+
+
+def record_settled(store: AuditStore, orders: Iterable[BrokerOrder], now: datetime, *,
+                   run_id: str | None) -> None:
+    """Record resting orders the market filled (or the broker rejected at fill time)."""
+    for o in orders:
+        status = {"filled": "filled", "open": "sent"}.get(o.status.value, o.status.value)
+        store.append(ORDER, o.client_id, {
+            "run_id": run_id, "ts": format_utc(now), "client_id": o.client_id,
+            "symbol": o.symbol, "side": o.side.value, "shares": o.shares, "status": status,
+            "rule": "broker-rejected" if status == "rejected" else None,
+            "reason": o.reason or "the market reached the order's limit",
+            "broker_order_id": o.broker_order_id, "fill_price": o.fill_price,
+            "commission": o.commission,
+            "summary": f"{o.side.value} {o.shares} {o.symbol}: {status} (resting order)"})
 
 
 def _approval_problem(item: approvals.ApprovalItem | None, item_id: str, cid: str,

@@ -27,7 +27,14 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from engine.execution.broker import BrokerError, BrokerOrder, OrderRequest, OrderStatus, Side
+from engine.execution.broker import (
+    BrokerError,
+    BrokerOrder,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    crosses,
+)
 from engine.private_files import create_private_file
 from engine.sqlite_tx import held_write
 from engine.timeutil import utc_now
@@ -76,7 +83,8 @@ _SCHEMA = (
         reason TEXT NOT NULL DEFAULT '',
         submitted_at TEXT NOT NULL,
         filled_at TEXT,
-        closed_at TEXT
+        closed_at TEXT,
+        limit_price REAL
     )""",
     "CREATE INDEX orders_by_status ON orders (status, seq)",
 )
@@ -191,7 +199,9 @@ class PaperBroker:
 
     Fills happen at the request price (or the `fill_open` price) moved against the trader
     by `slippage_bps`, plus a commission of `commission_per_share` per share, at least
-    `commission_min`. With `fill_on_submit=False` orders stay open until `fill_open`.
+    `commission_min`. With `fill_on_submit=False` orders stay open until `fill_open`. A
+    limit order whose limit the request price does not reach rests open until a `fill_open`
+    price crosses it.
     `cancel` of an unknown `client_id` raises KeyError.
     """
 
@@ -278,8 +288,13 @@ class PaperBroker:
             shares, shares_problem = _check_shares(order.shares)
             price, price_problem = _check_price(order.price)
             problem = _symbol_problem(conn, order.symbol) or shares_problem or price_problem
+            limit: float | None = None
+            if order.limit_price is not None and problem is None:
+                limit, problem = _check_price(order.limit_price)
+            resting = limit is not None and price is not None and \
+                not crosses(side, price, limit)
             fill: _Fill | None = None
-            if problem is None and price is not None and self._fill_on_submit:
+            if problem is None and price is not None and self._fill_on_submit and not resting:
                 outcome = self._execute(conn, symbol_text, side, shares, price)
                 if isinstance(outcome, str):
                     problem = outcome
@@ -293,8 +308,8 @@ class PaperBroker:
                 status = OrderStatus.OPEN
             conn.execute(
                 "INSERT INTO orders (client_id, symbol, side, shares, price, status, fill_price,"
-                " commission_cents, reason, submitted_at, filled_at, closed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " commission_cents, reason, submitted_at, filled_at, closed_at, limit_price)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     client_id,
                     symbol_text,
@@ -308,6 +323,7 @@ class PaperBroker:
                     now,
                     now if fill else None,
                     now if status.is_final else None,
+                    limit,
                 ),
             )
             stored = _fetch(conn, client_id)
@@ -365,8 +381,9 @@ class PaperBroker:
     def fill_open(self, prices: Mapping[str, float]) -> list[BrokerOrder]:
         """Fill open orders, oldest first, at `prices[symbol]` (slippage and commission apply).
 
-        An order whose symbol has no price stays open; a non-finite or non-positive price,
-        or a failed cash or holdings check, rejects it. Returns the orders that changed.
+        An order whose symbol has no price stays open, and so does a limit order the price
+        does not cross; a non-finite or non-positive price, or a failed cash or holdings
+        check, rejects it. Returns the orders that changed.
         """
         if not isinstance(prices, Mapping):
             raise ValueError(f"prices must be a mapping of symbol to price, got {prices!r}")
@@ -374,13 +391,17 @@ class PaperBroker:
         changed: list[str] = []
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT client_id, symbol, side, shares FROM orders WHERE status = ? ORDER BY seq",
+                "SELECT client_id, symbol, side, shares, limit_price FROM orders"
+                " WHERE status = ? ORDER BY seq",
                 (OrderStatus.OPEN.value,),
             ).fetchall()
-            for client_id, symbol, side_text, shares in rows:
+            for client_id, symbol, side_text, shares, limit in rows:
                 if symbol not in prices:
                     continue
                 price, problem = _check_price(prices[symbol])
+                if problem is None and price is not None and limit is not None and \
+                        not crosses(Side(side_text), price, float(limit)):
+                    continue  # a resting limit order the market has not reached
                 outcome: _Fill | str
                 if problem is not None or price is None:
                     outcome = problem or _reason(RejectReason.INVALID_PRICE, "no price")
@@ -502,6 +523,17 @@ class PaperBroker:
         factor = 1 + self._slippage if side is Side.BUY else 1 - self._slippage
         return (_decimal(price) * factor).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)
 
+    def _migrate(self) -> None:
+        """Accounts made before limit orders get the column they need (empty: no limit)."""
+        with self._read() as conn:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(orders)")}
+        if "limit_price" in columns:
+            return
+        with self._write() as conn:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(orders)")}
+            if "limit_price" not in columns:
+                conn.execute("ALTER TABLE orders ADD COLUMN limit_price REAL")
+
     def _check_account(self) -> None:
         if not self._path.is_file():
             raise PaperAccountError(
@@ -525,6 +557,7 @@ class PaperBroker:
             raise PaperAccountError(
                 f"{self._path}: expected paper account schema {SCHEMA_VERSION}, found {found}"
             )
+        self._migrate()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

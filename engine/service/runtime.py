@@ -22,6 +22,7 @@ from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
+from engine.execution.manual import live_controls
 from engine.execution.paper import PaperBroker
 from engine.monitoring.alerting.engine import AlertEngine
 from engine.order_messages import OrderIn, OrderOut
@@ -99,14 +100,17 @@ class Runtime:
 
     def orders(self, intents: Sequence[OrderIn], *,
                requester: str) -> list[OrderOut]:
-        """Each intent through the one gateway (rails, trading state, approval policy); a
-        client id already recorded is reported, never sent again. An order held for approval
-        names `requester`, who cannot approve it."""
+        """Each intent through the one gateway (rails, trading state, order policy, approval
+        policy); a client id already recorded is reported, never sent again. An order held for
+        approval names `requester`, who cannot approve it."""
         with self.lock:
             compiled = self._need_policies()
             now = self._now()
             approvals.expire_due(self.store, now)
-            gateway = Gateway(self.store, self.broker, compiled.approval, requester=requester)
+            controls = live_controls(self.store, self.broker, compiled.orders,
+                                     [d.facts for d in self.latest.values()], now)
+            gateway = Gateway(self.store, self.broker, compiled.approval, requester=requester,
+                              controls=controls)
             state = trading.load(self.store)
             positions = self.broker.positions()
             out = []

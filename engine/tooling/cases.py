@@ -11,8 +11,10 @@ cases:
     expect: {action: require_approval, rule: large-order-approval}
 ```
 
-`kind` is safety (the default), rotation or approval. Safety and rotation cases give `facts`,
-approval cases the `order`. `expect.rule` is checked when present (null: no rule decided);
+`kind` is safety (the default), rotation, approval or order. Safety and rotation cases give
+`facts`; approval and order cases give the order's facts under `order` (an order case gives the
+order and book facts the engine would compute: order_notional_pct_equity, price_deviation,
+orders_last_minute, ...). `expect.rule` is checked when present (null: no rule decided);
 `expect.fired` is the exact set of rules that fired (fail-closed findings are not rules).
 Every problem of a file is reported at once, as FILE:LINE:COL: message.
 """
@@ -24,18 +26,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.actions import ACTION_NAMES
+from engine.actions import ACTION_NAMES, ORDER_RULE_ACTIONS
 from engine.policy.problems import PolicyError, Position, Problem
 from engine.policy.yamlsource import parse_policy_text, plain, position_of
 
-CaseKind = Literal["safety", "rotation", "approval"]
-KINDS: tuple[CaseKind, ...] = ("safety", "rotation", "approval")
+CaseKind = Literal["safety", "rotation", "approval", "order"]
+KINDS: tuple[CaseKind, ...] = ("safety", "rotation", "approval", "order")
+#: Case kinds that give an order's facts under `order`.
+ORDER_KINDS = ("approval", "order")
 
 #: The policy kind each case kind is decided by.
 POLICY_KIND: dict[str, str] = {
     "safety": "SafetyPolicy",
     "rotation": "RotationPolicy",
     "approval": "ApprovalPolicy",
+    "order": "OrderPolicy",
 }
 
 #: Outcomes a case may expect. `hold` is the rotation policy's fail-closed outcome (a fact
@@ -44,6 +49,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "safety": ACTION_NAMES,
     "rotation": ("rebalance", "none", "hold"),
     "approval": ("require_approval", "none"),
+    "order": (*ORDER_RULE_ACTIONS, "send"),
 }
 
 CASE_SUFFIXES = (".yaml", ".yml")
@@ -224,12 +230,12 @@ class _Reader:
 
     def facts(self, item: Mapping[str, Any], path: Path, kind: str | None,
               label: str) -> dict[str, Any] | None:
-        want = "order" if kind == "approval" else "facts"
+        want = "order" if kind in ORDER_KINDS else "facts"
         other = "facts" if want == "order" else "order"
         if kind is not None and other in item:
-            hint = ("approval cases give the order's facts under 'order'" if kind == "approval"
+            hint = (f"{kind} cases give the order's facts under 'order'" if kind in ORDER_KINDS
                     else f"{kind} cases give their facts under 'facts'; 'order' is for "
-                         "approval cases")
+                         "approval and order cases")
             self.at((*path, other), f"{label}: {hint}", key=True)
             return None
         if kind is None:

@@ -16,7 +16,8 @@ Findings (every one is certain; what cannot be proved is not reported):
 - `duplicate-condition` (error): two rules of one kind with the same condition (each implies
   the other) and different actions.
 - `shadowed-rule` (warning): a rule that can never decide, because another rule of the same
-  kind fires whenever it does and wins: its action is more restrictive (engine.actions order),
+  kind fires whenever it does and wins: its action is more restrictive (engine.actions orders,
+  for safety and for order policies),
   or it is as restrictive and comes first. The other rule must read no fact the first does
   not, so it can never be kept from firing by a missing fact. An approval rule that asks for
   more approvers than the other is never shadowed: it raises the quorum when it fires.
@@ -30,6 +31,8 @@ Findings (every one is certain; what cannot be proved is not reported):
   * a semi-autonomous approval rule on `order_notional` alone that covers every order the
     rotation may place (`sizing.min_trade_notional` and up): no rebalance order ever goes out
     without a person.
+  * a rotation `max_position` that lets one order reach a share of equity an order rule on
+    `order_notional_pct_equity` alone refuses (deny, reduce_only or halt).
 - `untested-rule` (warning): no test case names the rule in `expect.rule` or `expect.fired`.
 - `test-file` (error): a test case file that cannot be read.
 """
@@ -42,7 +45,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine.actions import Action
+from engine.actions import Action, OrderAction
 from engine.catalogue import CATALOGUE
 from engine.policy.model import (
     AllOf,
@@ -353,11 +356,13 @@ def lint(policy_set: PolicySet, cases: Sequence[Case] | None = None) -> list[Fin
 
 
 def _severity(kind: str, action: str) -> int:
-    if kind == "SafetyPolicy":
-        try:
+    try:
+        if kind == "SafetyPolicy":
             return Action(action).severity
-        except ValueError:
-            return 0
+        if kind == "OrderPolicy":
+            return OrderAction(action).severity
+    except ValueError:
+        return 0
     return 0
 
 
@@ -407,13 +412,26 @@ def _accepts_all(winner: Policy, loser: Policy) -> bool:
     return loser.max_fact_age is not None and loser.max_fact_age <= winner.max_fact_age
 
 
-def _single_fact(cond: Condition, fact: str) -> list[Domain]:
-    """The values of `fact` on which the condition holds whatever the other facts are."""
+def _single_fact(cond: Condition, fact: str,
+                 given: Mapping[str, ValueSet] | None = None) -> list[Domain]:
+    """The values of `fact` on which the condition holds whatever the other facts are (those
+    in `given` have the values given there)."""
     try:
         boxes = dnf(cond)
     except TooComplex:
         return []
-    return [b[fact] for b in boxes if set(b) == {fact}]
+    known = given or {}
+    out = []
+    for b in boxes:
+        if fact not in b or set(b) - {fact} - set(known):
+            continue
+        if all(_admits(b[k], v) for k, v in known.items() if k in b):
+            out.append(b[fact])
+    return out
+
+
+def _admits(domain: Domain, values: ValueSet) -> bool:
+    return not isinstance(domain, ValueSet) or not domain.intersect(values).empty
 
 
 def _spec_pos(policy: Policy, path: tuple[str | int, ...]) -> Position:
@@ -439,6 +457,7 @@ def _threshold_conflicts(ps: PolicySet) -> Iterator[Finding]:
         yield from _eligibility(rot, safety)
         yield from _band(rot)
         yield from _approval_floor(rot, ps.of_kind("ApprovalPolicy"))
+        yield from _order_cap(rot, ps.of_kind("OrderPolicy"))
 
 
 _ELIGIBILITY = (("min_frs", "frs", True), ("min_expected_return", "expected_return", False))
@@ -454,17 +473,25 @@ def _eligibility(rot: Policy, safety: Sequence[tuple[Policy, Rule]]) -> Iterator
         eligible = eligible.intersect(Interval(float(bound), closed, math.inf, False))
         where = _spec_pos(rot, ("construction", "eligibility", key))
         op = ">=" if closed else ">"
-        for _, r in safety:
-            for d in _single_fact(r.when, fact):
-                assert isinstance(d, Interval)
-                overlap = d.intersect(eligible)
-                if overlap.empty:
-                    continue
-                yield Finding(where, "warning", "threshold-conflict",
-                              f"rotation eligibility {fact} {op} {_num(bound)} admits {fact} in "
-                              f"{overlap.text()}, where safety rule '{r.id}' at {r.pos} "
-                              f"({r.action}) fires: such symbols get targets, but every order "
-                              "that opens them is held", (r.pos,))
+        for r, overlap in _overlaps((r for _, r in safety), fact, eligible):
+            yield Finding(where, "warning", "threshold-conflict",
+                          f"rotation eligibility {fact} {op} {_num(bound)} admits {fact} in "
+                          f"{overlap.text()}, where safety rule '{r.id}' at {r.pos} "
+                          f"({r.action}) fires: such symbols get targets, but every order "
+                          "that opens them is held", (r.pos,))
+
+
+def _overlaps(rules: Iterable[Rule], fact: str, within: Interval,
+              given: Mapping[str, ValueSet] | None = None) -> Iterator[tuple[Rule, Interval]]:
+    """Each rule that fires on `fact` alone somewhere in `within`, with the first such part.
+    `given`: facts whose value is known (an order the rotation places opens a position), which
+    a rule may also read."""
+    for r in rules:
+        for d in _single_fact(r.when, fact, given or {}):
+            assert isinstance(d, Interval)
+            overlap = d.intersect(within)
+            if not overlap.empty:
+                yield r, overlap
                 break
 
 
@@ -506,6 +533,25 @@ def _approval_floor(rot: Policy, approvals: Sequence[Policy]) -> Iterator[Findin
                                   f"(min_trade_notional {_num(floor)} at {where}): no rebalance "
                                   "order goes out without a person", (where,))
                     break
+
+
+def _order_cap(rot: Policy, orders: Sequence[Policy]) -> Iterator[Finding]:
+    """A rotation whose `max_position` lets one order exceed what an order rule on
+    `order_notional_pct_equity` refuses: the rebalance it plans is refused half-way."""
+    cap = _get(rot.spec, "construction", "max_position")
+    if not isinstance(cap, (int, float)) or isinstance(cap, bool):
+        return
+    placed = Interval(0.0, True, 100.0 * float(cap), True)
+    where = _spec_pos(rot, ("construction", "max_position"))
+    refusing = (r for op in orders for r in op.rules if r.action != "require_approval")
+    for r, overlap in _overlaps(refusing, "order_notional_pct_equity", placed,
+                                given={"order_opens": ValueSet(frozenset({True}))}):
+        yield Finding(where, "warning", "threshold-conflict",
+                      f"rotation max_position {_num(cap)} lets one order reach "
+                      f"{_num(100.0 * float(cap))}% of equity, but order rule '{r.id}' at "
+                      f"{r.pos} ({r.action}) refuses order_notional_pct_equity in "
+                      f"{overlap.text()}: a first build or a large rebalance is refused "
+                      "part-way", (r.pos,))
 
 
 def _untested(ps: PolicySet, cases: Sequence[Case]) -> Iterator[Finding]:

@@ -3,9 +3,11 @@
 Safety cases go through the SafetyEvaluator exactly as `fugger eval` decides, approval cases
 through the ApprovalEvaluator every order passes (manual: every order waits, rule
 `mode-manual`; autonomous: none waits; semi_autonomous: the rules decide, failing closed to
-`require_approval` on a missing or invalid fact). A rotation case goes through each rotation
-policy's trigger rules: it rebalances when a trigger fires, and holds (the rotation's
-fail-closed outcome) when a fact the triggers read is missing or invalid.
+`require_approval` on a missing or invalid fact). Order cases go through the
+OrderPolicyEvaluator the gate consults for every order (`send` when no rule fires; a missing or
+invalid fact fails closed to the policy's fail_closed action). A rotation case goes through
+each rotation policy's trigger rules: it rebalances when a trigger fires, and holds (the
+rotation's fail-closed outcome) when a fact the triggers read is missing or invalid.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from engine.evaluator import SafetyEvaluator
 from engine.execution.approval_policy import ApprovalEvaluator
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.policy.model import Policy, PolicySet, Rule
 from engine.portfolio.triggers import RotationTriggers
 from engine.rules.durable_backend import EngineError
@@ -116,6 +119,7 @@ class CaseRunner:
         self.policy_set = policy_set
         self._safety: SafetyEvaluator | None = None
         self._approval: ApprovalEvaluator | None = None
+        self._orders: OrderPolicyEvaluator | None = None
         self._triggers: dict[str, RotationTriggers] = {}
 
     def run(self, case: Case) -> CaseResult:
@@ -135,6 +139,8 @@ class CaseRunner:
                 return self._decide_safety(case.facts)
             if case.kind == "rotation":
                 return _combine([self._rotation(p, case.facts) for p in policies], "rebalance")
+            if case.kind == "order":
+                return self._decide_order(case.facts)
             return self._decide_approval(case.facts)
         except (EngineError, ValueError) as e:  # the set does not compile: the case cannot pass
             return Outcome("-", None, (), error=f"the policy set could not be evaluated: {e}")
@@ -165,7 +171,15 @@ class CaseRunner:
             return Outcome("require_approval", need.rule, need.fired)
         return Outcome("none", None, need.fired)
 
+    def _decide_order(self, facts: Mapping[str, Any]) -> Outcome:
+        if self._orders is None:
+            self._orders = OrderPolicyEvaluator(self.policy_set)
+        j = self._orders.judge(dict(facts))
+        return Outcome(j.action.value, j.rule, j.fired)
+
     def close(self) -> None:
+        if self._orders is not None:
+            self._orders.close()
         if self._safety is not None:
             self._safety.close()
         if self._approval is not None:

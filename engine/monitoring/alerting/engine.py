@@ -27,6 +27,7 @@ from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import Sink
 from engine.policy.model import AlertSettings
+from engine.timeutil import format_utc
 
 #: How many problems an alert about a policy that failed to load carries in its context.
 _MAX_PROBLEMS = 50
@@ -131,6 +132,23 @@ class AlertEngine:
         rule = rule_id(rule)
         with self._lock:
             return self._episodes.observe(moment, symbol, act, rule)
+
+    def on_kill(
+        self, ts: str | datetime, scope: str, by: str, reason: str, cancelled: int
+    ) -> Alert:
+        """A person used the kill function: always critical, never de-duplicated."""
+        moment = event_time(ts)
+        with self._lock:
+            return self._recorder.emit(
+                moment,
+                Severity.CRITICAL,
+                "kill",
+                f"kill:{format_utc(moment)}",
+                f"kill: {scope}",
+                f"{by} killed trading for {scope}: {reason}; {cancelled} open order(s) and "
+                "pending approval(s) cancelled; a person must resume",
+                {"scope": scope, "by": by, "reason": reason, "cancelled": cancelled},
+            )
 
     def on_trading_state(
         self, ts: str | datetime, state: str, rule: str | None

@@ -60,7 +60,7 @@ def summarize(store: AuditStore, run_id: str | None = None) -> RunSummary:
             rebalances[c.rebalance_rule or "(no rule named)"] += 1
             executed += int(c.rebalance_executed)
 
-    reached, final = read_orders(store, run_id)
+    reached, final, denials = read_orders(store, run_id)
     alerts, by_severity, last = read_alerts(store, run_id)
     failures = sum(
         1 for r in store.iter_records("alert_sink_failure") if r.body.get("run_id") == run_id
@@ -96,6 +96,7 @@ def summarize(store: AuditStore, run_id: str | None = None) -> RunSummary:
         orders_by_status=in_order(Counter({s: len(ids) for s, ids in reached.items()}),
                                   ORDER_STATUSES),
         orders_final_status=in_order(Counter(final.values()), ORDER_STATUSES),
+        denials_by_rule=by_count(denials),
         book=performance([c.equity for c in cycles]),
         buy_hold=performance([c.buy_hold for c in cycles]),
         years=by_year(cycles),

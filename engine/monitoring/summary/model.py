@@ -44,6 +44,8 @@ class RunSummary:
     orders_by_status: Counts
     #: Distinct orders by the last status recorded for them.
     orders_final_status: Counts
+    #: Distinct orders denied, by the rule that denied them (rails, latches, order policy).
+    denials_by_rule: Counts
     book: Performance
     buy_hold: Performance
     years: tuple[YearSummary, ...]
@@ -82,6 +84,7 @@ class RunSummary:
                 "count": self.orders,
                 "by_status": dict(self.orders_by_status),
                 "final_status": dict(self.orders_final_status),
+                "denied_by_rule": dict(self.denials_by_rule),
             },
             "book": self.book.to_json(),
             "buy_hold": self.buy_hold.to_json(),

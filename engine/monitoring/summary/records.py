@@ -157,9 +157,13 @@ def _cycle(store: AuditStore, moment: datetime, r: Record) -> Cycle:
     )
 
 
-def read_orders(store: AuditStore, run_id: str) -> tuple[dict[str, set[str]], dict[str, str]]:
+def read_orders(store: AuditStore, run_id: str,
+                ) -> tuple[dict[str, set[str]], dict[str, str], Counter[str]]:
+    """Distinct orders by each status they reached, the last status of each, and the orders
+    denied counted by the rule that denied them."""
     reached: dict[str, set[str]] = {}
     final: dict[str, str] = {}
+    denied_by: dict[str, str] = {}
     for r in store.iter_records("order"):
         b = r.body
         if not isinstance(b, dict) or b.get("run_id") != run_id:
@@ -173,7 +177,9 @@ def read_orders(store: AuditStore, run_id: str) -> tuple[dict[str, set[str]], di
         if status in _AT_BROKER:
             reached.setdefault("sent", set()).add(client_id)
         final[client_id] = status
-    return reached, final
+        if status == "denied":
+            denied_by.setdefault(client_id, str(b.get("rule") or "(no rule named)"))
+    return reached, final, Counter(denied_by.values())
 
 
 def read_alerts(store: AuditStore, run_id: str) -> tuple[int, Counter[str], tuple[AlertLine, ...]]:

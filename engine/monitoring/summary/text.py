@@ -62,6 +62,9 @@ def render_lines(s: RunSummary) -> list[str]:
         ["status", "reached", "final"],
         [[status_label(st), str(n), str(final.get(st, 0))] for st, n in s.orders_by_status],
     )
+    if s.denials_by_rule:
+        lines += ["", "Denied orders by rule"]
+        lines += _table(["rule", "orders"], [[r, str(n)] for r, n in s.denials_by_rule])
 
     lines += ["", "By year (symbol-days per action; book return against buy & hold)"]
     actions = [a for a, _ in s.symbol_days_by_action]

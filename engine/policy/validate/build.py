@@ -15,6 +15,7 @@ DEFAULT_FAIL_CLOSED = {
     "RotationPolicy": "hold",
     "ApprovalPolicy": "require_approval",
     "AccessPolicy": "deny",
+    "OrderPolicy": "deny",
 }
 
 
