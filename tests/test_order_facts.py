@@ -231,7 +231,7 @@ def test_lint_warns_when_the_rotation_plans_orders_the_controls_refuse(tmp_path:
     shutil.copytree(REPO_ROOT / "policies", folder)
     rotation = folder / "rotation.yaml"
     rotation.write_text(rotation.read_text(encoding="utf-8").replace(
-        "max_position: 0.25 ", "max_position: 0.4 "), encoding="utf-8")
+        "max_position: 0.24 ", "max_position: 0.4 "), encoding="utf-8")
     [finding] = [f for f in lint(load_policy_set([str(folder)]))
                  if f.code == "threshold-conflict"]
     assert finding.pos.file == str(rotation)

@@ -8,10 +8,13 @@ book and facts, so each gated line can be traced back to a planned one.
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +28,22 @@ from engine.policy.loader import load_policy_set
 from engine.portfolio.book import Book
 from engine.rotation import RotationEvaluator, rotation_config
 
-POLICIES = REPO_ROOT / "policies"
+
+def _frozen_policies() -> Path:
+    """The shipped policies with the rotation's max_position at 0.4, which the worked
+    examples below are computed for: tuning the shipped cap never changes what they check."""
+    folder = Path(tempfile.mkdtemp(prefix="fugger-rotate-")) / "policies"
+    shutil.copytree(REPO_ROOT / "policies", folder)
+    rotation = folder / "rotation.yaml"
+    text, n = re.subn(r"max_position: [0-9.]+", "max_position: 0.4",
+                      rotation.read_text(encoding="utf-8"))
+    assert n == 1
+    rotation.write_text(text, encoding="utf-8")
+    atexit.register(shutil.rmtree, folder.parent, True)
+    return folder
+
+
+POLICIES = _frozen_policies()
 CONFIG = rotation_config(load_policy_set([str(POLICIES)]).of_kind("RotationPolicy")[0])
 MIN_TRADE = float(CONFIG.sizing.min_trade_notional)
 CASH_BUFFER = CONFIG.construction.cash_buffer
