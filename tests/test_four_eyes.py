@@ -3,7 +3,7 @@ who, when, why and the exact order; concurrent approvals reach the quorum once."
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,10 +27,11 @@ FOUR_EYES = FROZEN_APPROVAL + """\
 """
 
 
-def _queue(store: AuditStore, approvers: int, item_id: str = "o-1") -> None:
+def _queue(store: AuditStore, approvers: int, item_id: str = "o-1", *,
+           at: datetime = NOW) -> None:
     assert approvals.request(store, item_id=item_id, symbol="AAA", side="BUY", shares=12_000,
                              price=100.0, rule="very-large-order-approval", decision_id="d-1",
-                             requested_at=NOW, ttl_seconds=900, approvers=approvers,
+                             requested_at=at, ttl_seconds=900, approvers=approvers,
                              requested_by="tim") is not None
 
 
@@ -93,7 +94,9 @@ def test_eight_people_approving_at_once_reach_the_quorum_exactly_once(tmp_path: 
     people = [f"approver-{i}" for i in range(1, 9)]
     tokens = {p: token_for(p, db) for p in people}
     with AuditStore(db) as store:
-        _queue(store, approvers=3)
+        # Requested as the commands start, which approve on the wall clock: NOW was taken
+        # when the module was imported, and a slow suite can outlive the item's 15 minutes.
+        _queue(store, approvers=3, at=utc_now())
     procs = run_fugger_many(
         [["approvals", "approve", "o-1", "--reason", f"checked by {p}", "--audit", str(db)]
          for p in people], envs=[{"FUGGER_TOKEN": tokens[p]} for p in people], workers=8)
