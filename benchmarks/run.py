@@ -9,6 +9,9 @@ Contenders run interleaved in rotating chunks, every call is timed and kept, and
 result is checked against plain's on every snapshot (the run fails if any disagrees). The
 machine is shared and noisy: quote the ratios, which compare calls made side by side.
 
+Backends: durable-rules and the vectorised backend on the shipped history, snapshots a second
+of each and their agreement on every snapshot (the run fails if any disagrees).
+
 Audit throughput: decide and append in batches (group commit), and the store alone.
 """
 
@@ -28,7 +31,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import api
+from benchmarks import api, backends
 from benchmarks import contenders as ct
 from benchmarks.timing import interleaved, ratio, summary
 from engine.audit.store import AuditStore, encode_record
@@ -214,6 +217,8 @@ def run(n: int, repeats: int, chunk: int, out: Path) -> dict[str, Any]:
     for n_rules in (4, 100):
         print(f"decision latency, {n_rules} rules ...", file=sys.stderr)
         results[f"rules_{n_rules}"] = latency(n_rules, items, repeats, chunk)
+    print("backends on the shipped history ...", file=sys.stderr)
+    results["backends"] = backends.run(repeats)
     with tempfile.TemporaryDirectory() as tmp:
         print("audit throughput ...", file=sys.stderr)
         results["audit"] = throughput(Path(tmp), items, repeats)
@@ -253,6 +258,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"\nPOST /v1/decide, {a['requests']} requests from {a['clients']} clients: "
           f"{a['decisions_per_s']} decisions/s, p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms; "
           f"in-process decide median {ip['median_ms']} ms")
+    backends.print_table(results["backends"])
     au = results["audit"]
     print(f"\naudit store, batches of {au['batch']} (one commit each)")
     for label, k in (("decide and append /s", "decide_and_append_per_s"),
@@ -286,7 +292,10 @@ def main() -> None:
     for k in bad:
         for line in results[k]["agreement"]["disagreements"]:
             print(f"DISAGREEMENT ({k}): {line}", file=sys.stderr)
-    if bad:
+    first = results["backends"]["agreement"]["first_disagreement"]
+    if first:
+        print(f"DISAGREEMENT (backends): {first}", file=sys.stderr)
+    if bad or first:
         sys.exit(1)
 
 
