@@ -76,6 +76,7 @@ def serve(
     # close the stores and exit 0. Every write of a request is committed before its response.
     signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
+    runtime.close()
     alerts.close()
     store.close()
     print("fugger serve: stopped", file=sys.stderr)

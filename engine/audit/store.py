@@ -4,7 +4,8 @@ Each record carries the hash of the one before it, so altering, removing or reor
 record breaks the chain at that record, and `verify` names it. SQLite runs in WAL mode with
 `synchronous=FULL`: a record is durable once the transaction that appended it has committed.
 Appending many records in one transaction is how the store sustains high decision rates, and
-`transaction()` holds one write transaction across many appends (a replayed day).
+`transaction()` holds one write transaction across many appends (a replayed day, or the
+service's group commit of concurrent requests).
 A new store is readable by its owner only (0600). Reads stream: a cursor over the store, one
 record at a time, so reading is flat in memory whatever the store's size.
 """
@@ -124,6 +125,10 @@ class AuditStore:
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: cannot open the audit store: {e}") from e
         self._held = False
+        self._held_durable = False
+        #: Write transactions committed with records in them (one fsync each): what group
+        #: commit saves, counted for the service's metrics.
+        self.commits = 0
 
     def _identity(self) -> tuple[str, str]:
         """The store's id, made once when the store is, and its genesis: the hash its first
@@ -173,11 +178,27 @@ class AuditStore:
             raise AuditError(f"{self.path}: a transaction is already held")
         try:
             with held_write(self._db, durable=durable):
-                self._held = True
+                self._held, self._held_durable = True, durable
                 try:
                     yield
                 finally:
-                    self._held = False
+                    self._held = self._held_durable = False
+        except sqlite3.DatabaseError as e:
+            raise AuditError(f"{self.path}: could not record: {e}") from e
+        self.commits += 1
+
+    def durable_before_effect(self) -> None:
+        """Called before something outside the store happens (an order sent to or cancelled
+        at the broker): inside a durable held transaction, commit what was appended so far
+        and go on in a new one, so the records an effect follows are never lost with a
+        process killed after it. Outside one every append has committed already; a
+        non-durable one (a replay) is redone from its inputs, with its broker's account."""
+        if not (self._held and self._held_durable):
+            return
+        try:
+            self._db.execute("COMMIT")
+            self.commits += 1
+            self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: could not record: {e}") from e
 
@@ -250,6 +271,8 @@ class AuditStore:
                                  "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
                                  "hash=excluded.hash", (seq, prev))
                 self._db.execute(commit)
+                if not self._held:
+                    self.commits += 1
             except BaseException:
                 for statement in undo:
                     self._db.execute(statement)

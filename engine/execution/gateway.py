@@ -154,6 +154,7 @@ class Gateway:
               decision: Decision | None, now: datetime) -> OrderOutcome:
         self._record(cid, order, "submitting", result, decision, now)
         self.controls.log.note_sent(now, order.symbol, order.side, order.shares)
+        self.store.durable_before_effect()
         request = self._request(cid, order)
         last_error = ""
         for attempt in range(1, MAX_TRIES + 1):
@@ -232,8 +233,12 @@ class Gateway:
 
 def cancel_orders(store: AuditStore, broker: Broker, orders: Iterable[BrokerOrder],
                   now: datetime, *, rule: str, reason: str, run_id: str | None) -> list[str]:
-    """Cancel `orders` at the broker, each end recorded in the execution log."""
+    """Cancel `orders` at the broker, each end recorded in the execution log; what led to it
+    (a halt, a kill) is committed before the broker acts."""
     cancelled = []
+    orders = list(orders)
+    if orders:
+        store.durable_before_effect()
     for o in orders:
         done = broker.cancel(o.client_id)
         store.append(ORDER, o.client_id, {

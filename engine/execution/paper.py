@@ -5,7 +5,8 @@ and its cash and position change land together, and several processes can share 
 account: the write lock serialises them and the `client_id` check runs inside it, so two
 processes submitting the same `client_id` at once still produce exactly one order.
 A long run keeps one connection open (`session`) and may group a day's calls into one
-transaction (`transaction`), each call still all-or-nothing as a savepoint.
+transaction (`transaction`), each call still all-or-nothing as a savepoint; a service keeps
+one open for its whole life (`session(shared=True)`), its calls serialised by the service.
 
 Money is kept as integer cents in the file (rounded half up) so results are deterministic;
 the public API speaks floats in account currency.
@@ -226,6 +227,8 @@ class PaperBroker:
         #: The connection kept by `session`, and whether `transaction` holds it in a write.
         self._conn: sqlite3.Connection | None = None
         self._held = False
+        #: Connections opened to the account file so far (each costs milliseconds).
+        self.connections_opened = 0
         self._check_account()
 
     @property
@@ -236,13 +239,15 @@ class PaperBroker:
     # -- connections and transactions --------------------------------------------------
 
     @contextmanager
-    def session(self) -> Iterator[PaperBroker]:
+    def session(self, *, shared: bool = False) -> Iterator[PaperBroker]:
         """Keep one connection open for every call made inside (a long run) instead of one
-        per call. A session belongs to the thread that opened it."""
+        per call. A session belongs to the thread that opened it, unless `shared`: then any
+        thread may call, and the caller makes sure no two calls run at once (a service
+        serialises them under its lock)."""
         if self._conn is not None:
             yield self
             return
-        self._conn = self._open()
+        self._conn = self._open(shared=shared)
         try:
             yield self
         finally:
@@ -617,19 +622,21 @@ class PaperBroker:
         except sqlite3.DatabaseError as exc:
             raise PaperAccountError(f"paper account {self._path} is damaged: {exc}") from exc
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self, *, shared: bool = False) -> sqlite3.Connection:
+        self.connections_opened += 1
         try:
-            return _connect(self._path)
+            return _connect(self._path, check_same_thread=not shared)
         except sqlite3.OperationalError as exc:
             raise BrokerError(f"cannot open paper account {self._path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
             raise PaperAccountError(f"paper account {self._path} is damaged: {exc}") from exc
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, *, check_same_thread: bool = True) -> sqlite3.Connection:
     # mode=rw: opening must never create an empty file where an account was expected.
     uri = path.resolve().as_uri() + "?mode=rw"
-    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+    conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None,
+                           check_same_thread=check_same_thread)
     try:
         conn.execute("PRAGMA synchronous=FULL")
     except BaseException:

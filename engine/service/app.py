@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -14,14 +13,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.access.authorise import Actor
 from engine.access.model import AccessPolicy
 from engine.access.tokens import VerifiedTokens
 from engine.audit.why import explain_record
+from engine.decision import Decision
 from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
-from engine.order_messages import OrderIn
+from engine.order_messages import OrderIn, OrderOut
 from engine.service.auth import READ, actor_for
 from engine.service.body import JSON_BODY, json_body
 from engine.service.dashboard import add_dashboard
@@ -62,15 +63,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         return JSONResponse(ApiError(e.status_code, code, str(e.detail)).body(),
                             status_code=e.status_code)
 
-    @app.middleware("http")
-    async def timed(request: Request,
-                    call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.latency.labels(request.method, getattr(route, "path", "other")).observe(
-            time.perf_counter() - t0)
-        return response
+    app.add_middleware(Timed, metrics=metrics)
 
     def who(request: Request, action: str, target: str | None = None) -> Actor:
         session = sessions.get(request.cookies.get(COOKIE), utc_now())
@@ -88,21 +81,26 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         return {"name": actor.name, "kind": actor.kind, "via": actor.via, "actions": allowed}
 
     @app.post("/v1/decide", openapi_extra=JSON_BODY)
-    def decide(request: Request, body: JsonBody) -> dict[str, Any]:
+    def decide(request: Request, body: JsonBody) -> JSONResponse:
         """One snapshot, or {"snapshots": [...]}: the decision records, each recorded in the
         audit store before the response is sent."""
-        actor = who(request, "trade", "decide")
-        snaps = _snapshots(body)
-        made = runtime.decide(snaps, requester=actor.name)
+        def work() -> list[Decision]:
+            actor = who(request, "trade", "decide")
+            return runtime.decide(_snapshots(body), requester=actor.name)
+        # The caller's authorisation and the cycle's records commit in one transaction.
+        made = runtime.write(work)
         for d in made:
             metrics.decisions.labels(d.action.value, d.rule or "").inc()
-        return {"decisions": [d.to_json() for d in made]}
+        # Plain JSON already: answered as it is, without the framework's encoder pass.
+        return JSONResponse({"decisions": [d.to_json() for d in made]})
 
     @app.post("/v1/orders", openapi_extra=JSON_BODY)
     def orders(request: Request, body: JsonBody) -> dict[str, Any]:
         """Order intents through the one gate: each sent, held for a person or denied."""
-        actor = who(request, "trade", "orders")
-        results = runtime.orders(_orders(body), requester=actor.name)
+        def work() -> list[OrderOut]:
+            actor = who(request, "trade", "orders")
+            return runtime.orders(_orders(body), requester=actor.name)
+        results = runtime.write(work)
         for r in results:
             metrics.gate.labels(r.status).inc()
         return {"orders": [r.to_json() for r in results]}
@@ -118,9 +116,10 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
 
     @app.post("/v1/resume", openapi_extra=JSON_BODY)
     def resume(request: Request, body: JsonBody) -> dict[str, Any]:
-        actor = who(request, "resume", "book")
-        view = runtime.resume(actor.name, _reason(body))
-        return {"trading_state": view.to_json()}
+        def work() -> trading.StateView:
+            actor = who(request, "resume", "book")
+            return runtime.resume(actor.name, _reason(body))
+        return {"trading_state": runtime.write(work).to_json()}
 
     @app.get("/v1/orders")
     def orders_list(request: Request, limit: int = 100) -> dict[str, Any]:
@@ -165,14 +164,14 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     @app.post("/v1/approvals/{item_id}/approve", openapi_extra=JSON_BODY)
     def approve(item_id: str, request: Request,
                 body: JsonBody) -> dict[str, Any]:
-        actor = who(request, "approve", item_id)
-        return _item(runtime.decide_approval(item_id, "approved", actor.name, _reason(body)))
+        return _item(runtime.write(lambda: runtime.decide_approval(
+            item_id, "approved", who(request, "approve", item_id).name, _reason(body))))
 
     @app.post("/v1/approvals/{item_id}/reject", openapi_extra=JSON_BODY)
     def reject(item_id: str, request: Request,
                body: JsonBody) -> dict[str, Any]:
-        actor = who(request, "reject", item_id)
-        return _item(runtime.decide_approval(item_id, "rejected", actor.name, _reason(body)))
+        return _item(runtime.write(lambda: runtime.decide_approval(
+            item_id, "rejected", who(request, "reject", item_id).name, _reason(body))))
 
     @app.get("/v1/alerts")
     def alerts(request: Request, limit: int = 100) -> dict[str, Any]:
@@ -232,6 +231,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         with runtime.lock:
             metrics.set_state(trading.load(store).state)
             metrics.alerts.set(store.count("alert"))
+            metrics.commits.set(store.commits)
         waiting = runtime.pending()
         metrics.approvals_waiting.set(len(waiting))
         now = utc_now()
@@ -243,6 +243,27 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
 
     add_dashboard(app, access, sessions, store, runtime.lock)
     return app
+
+
+class Timed:
+    """Request latency by method and route, as a plain ASGI middleware (the framework's
+    decorator form wraps every response in a stream, at a cost on each request)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            self.metrics.latency.labels(scope["method"], getattr(route, "path", "other")
+                                        ).observe(time.perf_counter() - t0)
 
 
 def _snapshots(body: Any) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ the same authorisation, the same gate and the same audit records as any API call
 
 from __future__ import annotations
 
-import threading
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +37,7 @@ JsonBody = Annotated[Any, Depends(json_body)]
 
 
 def add_dashboard(app: FastAPI, access: AccessPolicy, sessions: Sessions, store: AuditStore,
-                  lock: threading.Lock) -> None:
+                  lock: AbstractContextManager[Any]) -> None:
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html",

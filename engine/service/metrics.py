@@ -28,6 +28,9 @@ class Metrics:
                                           1, 2.5))
         self.reloads = Gauge("fugger_policy_reloads", "Policy sets activated by the watcher",
                              registry=r)
+        self.commits = Gauge("fugger_audit_commits", "Durable commits of the audit store by "
+                             "this process (group commit: fewer than the requests recorded)",
+                             registry=r)
         self.reload_failures = Gauge("fugger_policy_reload_failures",
                                      "Policy changes rejected (the last good set kept)",
                                      registry=r)

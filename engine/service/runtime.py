@@ -1,16 +1,19 @@
 """What the service holds between requests: the compiled policy set (watched, the last good one
-kept), the audit store, the paper broker and each symbol's latest decision. Every operation is
-the engine call the command line makes; one lock serialises them, so a request sees a whole
-cycle or none of it."""
+kept), the audit store, the paper broker (one connection for the service's life) and each
+symbol's latest decision. Every operation is the engine call the command line makes; one lock
+serialises them, so a request sees a whole cycle or none of it. Operations that record run on
+the group-commit writer (engine/service/group_commit): the records of requests that arrive
+together are committed in one durable transaction before any of them is answered."""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.access.model import SYSTEM
 from engine.audit import activation
@@ -28,7 +31,10 @@ from engine.monitoring.alerting.engine import AlertEngine
 from engine.order_messages import OrderIn, OrderOut
 from engine.policy.watch import PolicyWatcher, WatchEvent
 from engine.service.errors import bad_request, conflict
+from engine.service.group_commit import GroupCommit
 from engine.timeutil import format_utc, parse_utc
+
+T = TypeVar("T")
 
 
 class Runtime:
@@ -41,7 +47,10 @@ class Runtime:
         self.broker = broker
         self.broker_path = broker_path
         self.alerts = alerts
-        self.lock = threading.Lock()
+        # Re-entrant: work on the writer holds it and may read through the same helpers.
+        self.lock = threading.RLock()
+        self._open = ExitStack()
+        self._open.enter_context(broker.session(shared=True))
         self.events: list[WatchEvent] = []
         self._on_event = on_event
         self.started_by = started_by
@@ -56,6 +65,20 @@ class Runtime:
         self.compiled: CompiledSet | None = None
         self.poll()
         reconcile(store, broker)
+        self.writer = GroupCommit(store, self.lock)
+
+    def close(self) -> None:
+        """Commit the work handed in, stop the writer, close the broker's connection."""
+        self.writer.close()
+        with self.lock:
+            self._open.close()
+
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the group-commit writer; its records are committed when this returns.
+        On the writer already (inside such work), run it there."""
+        if self.writer.on_writer():
+            return fn()
+        return self.writer.run(fn)
 
     def _event(self, event: WatchEvent) -> None:
         self.events.append(event)
@@ -88,6 +111,10 @@ class Runtime:
         for the symbols sent): each snapshot decided, the trading state latched, open orders
         cancelled on a halt, approved orders of these symbols sent through the gate; all
         committed before this returns. A change of trading state is alerted."""
+        return self.write(lambda: self._decide(snapshots, requester))
+
+    def _decide(self, snapshots: Sequence[Mapping[str, Any]],
+                requester: str) -> list[Decision]:
         with self.lock:
             self.poll()
             compiled = self._need_policies()
@@ -103,6 +130,9 @@ class Runtime:
         """Each intent through the one gateway (rails, trading state, order policy, approval
         policy); a client id already recorded is reported, never sent again. An order held for
         approval names `requester`, who cannot approve it."""
+        return self.write(lambda: self._orders(intents, requester))
+
+    def _orders(self, intents: Sequence[OrderIn], requester: str) -> list[OrderOut]:
         with self.lock:
             compiled = self._need_policies()
             now = self._now()
@@ -130,6 +160,9 @@ class Runtime:
             return out
 
     def resume(self, by: str, reason: str) -> trading.StateView:
+        return self.write(lambda: self._resume(by, reason))
+
+    def _resume(self, by: str, reason: str) -> trading.StateView:
         with self.lock:
             current = trading.load(self.store)
             try:
@@ -146,12 +179,14 @@ class Runtime:
                         reason: str) -> approvals.ApprovalItem:
         if not reason.strip():
             raise bad_request("a reason is required", "reason")
-        with self.lock:
+
+        def settle() -> approvals.ApprovalItem:
             try:
                 return approvals.decide(self.store, item_id, outcome=outcome, by=by,
                                         reason=reason, now=wall_now())
             except approvals.ApprovalError as e:
                 raise conflict(str(e)) from None
+        return self.write(settle)
 
     def pending(self) -> list[approvals.ApprovalItem]:
         with self.lock:
