@@ -31,12 +31,12 @@ from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.clock import Clock
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
+from engine.explain import explain as explain_rules
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES, SourcedSnapshot
 from engine.ids import new_id
 from engine.policy.loader import discover, load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
-from engine.rules.reference import comparisons, holds
 
 BATCH = 500
 #: A batch is also recorded once it holds this much input, so memory stays flat whatever
@@ -191,26 +191,12 @@ def explain(
 
 def _explanation(ps: PolicySet, evaluator: SafetyEvaluator, s: SourcedSnapshot,
                  on: Clock) -> dict[str, Any]:
-    d = evaluator.decide(s.data, clock=on)
-    values = evaluator.checked_values(s.data, clock=on)
-    rules = []
-    for policy in ps.of_kind("SafetyPolicy"):
-        fired_ids = {f.rule for f in d.fired}
-        vals = values.get(policy.name, {})
-        for r in policy.rules:
-            matched = r.id in fired_ids
-            if holds(r.when, vals) != matched:
-                err.print(f"warning: {r.id}: the rule engine and the reference evaluation "
-                          "disagree; the decision follows the rule engine")
-            rules.append({
-                "rule": r.id, "policy": policy.name, "action": r.action,
-                "source": r.source, "matched": matched,
-                "comparisons": [
-                    {"fact": c.leaf.fact, "op": c.leaf.op, "threshold": _jsonable(c.leaf.value),
-                     "observed": c.observed, "result": c.result}
-                    for c in comparisons(r.when, vals)],
-            })
-    return {"where": s.where, "decision": d.to_json(), "rules": rules}
+    d, checks = explain_rules(evaluator, ps, s.data, on)
+    for c in checks:
+        if not c.agrees:
+            err.print(f"warning: {c.rule}: the rule engine and the reference evaluation "
+                      "disagree; the decision follows the rule engine")
+    return {"where": s.where, "decision": d.to_json(), "rules": [c.to_json() for c in checks]}
 
 
 def _explanation_text(rep: dict[str, Any]) -> None:
@@ -231,7 +217,3 @@ def _explanation_text(rep: dict[str, Any]) -> None:
             out.print(f"      {c['fact']} {c['op']} {c['threshold']}: observed {seen} "
                       f"-> {verdict}")
     out.print("")
-
-
-def _jsonable(v: object) -> object:
-    return list(v) if isinstance(v, tuple) else v

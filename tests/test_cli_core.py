@@ -302,10 +302,13 @@ def test_explain_json_and_unknown_facts(safety_dir: Path, tmp_path: Path,
     assert not any(r["matched"] for r in rules.values())
     (coherence,) = rules["coherence-break-block"]["comparisons"]
     assert coherence == {"fact": "coherence", "op": "<=", "threshold": 0.5,
-                         "observed": None, "result": None}
+                         "observed": None, "result": None, "margin": None}
     (drift,) = rules["drift-spike-halt"]["comparisons"]
     assert drift == {"fact": "drift_score", "op": ">=", "threshold": 0.8,
-                     "observed": 0.1, "result": False}
+                     "observed": 0.1, "result": False, "margin": pytest.approx(0.7)}
+    # how far from tripping: below 0.4 trips low-confidence-wait, frs is 0.9
+    assert [c["margin"] for c in rules["low-confidence-wait"]["comparisons"]] == [
+        pytest.approx(0.5), pytest.approx(0.5)]
     assert "warning" not in proc.stderr
 
 

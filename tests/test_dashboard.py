@@ -6,6 +6,7 @@ from the page is in the audit store under the person's name."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,7 @@ def test_a_bot_trades_a_month_while_people_approve_and_resume_from_the_dashboard
             if n == big_day:
                 row = ann.locator("#approvals-rows tr", has_text="bot-big")
                 expect(row).to_be_visible()  # arrived without a reload
+                expect(row.locator(".progress")).to_have_text("0 of 1")
                 row.locator("input.reason").fill("sized on purpose for the month")
                 row.locator("button.approve").click()
                 expect(row).to_have_count(0)
@@ -191,3 +193,45 @@ def test_the_page_ships_with_the_service_and_loads_nothing_from_elsewhere(
         assert "innerHTML" not in js and "insertAdjacentHTML" not in js
         assert c.get("/static/../app.py").status_code == 404
     assert Path(REPO_ROOT / "engine" / "service" / "static" / "app.js").is_file()
+
+
+def test_rails_margins_acknowledging_an_alert_and_the_diff_of_two_activations(
+        server: Server, browser: Browser) -> None:
+    """Runs last: it changes the policy files the service watches."""
+    with FuggerClient(server.url, server.tokens["tim"]) as bot:
+        bot.decide([{"ts": format_utc(utc_now()), "symbol": "MRG", "price": 100.0,
+                     "volatility": 0.2, "expected_return": 0.05, "drift_score": 0.1,
+                     "coherence": 0.8, "frs": 0.8, "meta_reliability": 0.8}])
+    with server.client("tim") as tim:  # a trader may not resume: refused and alerted
+        assert tim.post("/v1/resume", json={"reason": "not mine"}).status_code == 403
+    rita = logged_in(browser, server, "rita")
+    row = rita.locator("#latest-rows tr", has_text="MRG")
+    expect(row.locator("li", has_text="drift-spike-halt")).to_have_text(
+        "drift_score 0.1 vs >= 0.8 (0.7 to go): drift-spike-halt → halt")
+
+    rita.goto(server.url + "/#alerts")
+    refused = rita.locator("#alerts-rows tr", has_text="tim").first
+    refused.locator("button.ack").click()
+    expect(refused).to_contain_text("rita at ")
+    with AuditStore(server.audit) as store:
+        acks = [r.body for r in store.iter_records("alert_ack")]
+    assert [(a["by"], a["via"]) for a in acks] == [("rita", "dashboard session")]
+
+    safety = server.home / "policies" / "safety.yaml"
+    safety.write_text(safety.read_text(encoding="utf-8").replace(
+        "version: 2.0.0", "version: 2.0.1").replace(
+        "{fact: drift_score, op: \">=\", value: 0.8}",
+        "{fact: drift_score, op: \">=\", value: 0.7}"), encoding="utf-8")
+    with server.client("tim") as tim:
+        deadline = time.monotonic() + WAIT_MS / 1000  # a hang guard
+        while len(tim.get("/v1/policies").json()["history"]) < 2:
+            assert time.monotonic() < deadline, "the changed policy was never activated"
+            tim.get("/v1/health")  # the service looks at its files
+            time.sleep(0.2)
+    rita.goto(server.url + "/#policies")
+    expect(rita.locator("#diff-old option")).to_have_count(2)
+    rita.click("#diff-form button[type=submit]")
+    changed = rita.locator("#diff-rows tr", has_text="drift-spike-halt")
+    expect(changed).to_contain_text("changed")
+    expect(changed).to_contain_text("drift_score >= 0.7")
+    rita.context.close()

@@ -50,7 +50,7 @@ def explain_record(store: AuditStore, rows: Sequence[Record]) -> WhyReport:
     controls = [r.body["controls"] for r in others
                 if isinstance(r.body.get("controls"), dict) and r.body["controls"].get("rule")]
     if controls:
-        policy_set = _rebuild(store.activation(
+        policy_set = rebuild(store.activation(
             decision.body.get("decision", {}).get("policy_set", {}).get("hash", "")))
         lines.extend(_controls_lines(policy_set, controls[-1]))
         data["controls"] = controls[-1]
@@ -94,7 +94,7 @@ def _decision(store: AuditStore, record: Record) -> tuple[list[str], dict[str, A
     facts = record.body.get("facts", {})
     policy_hash = d.get("policy_set", {}).get("hash", "")
     activation = store.activation(policy_hash)
-    policy_set = _rebuild(activation)
+    policy_set = rebuild(activation)
     rule = d.get("deciding_rule")
     lines = [
         f"Decision {d.get('decision_id')} for {d.get('symbol')} at {d.get('ts')}: "
@@ -162,7 +162,9 @@ def _comparison_lines(rule: Rule, observed: dict[str, Any], indent: str) -> list
     return lines
 
 
-def _rebuild(activation: Record | None) -> PolicySet | None:
+def rebuild(activation: Record | None) -> PolicySet | None:
+    """The policy set an activation record put in force, from the full text it keeps; None
+    when that text is missing or no longer valid."""
     if activation is None:
         return None
     sources = [(p["path"], p["text"]) for p in activation.body.get("policies", [])]

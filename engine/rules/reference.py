@@ -18,6 +18,21 @@ class Comparison:
     leaf: Leaf
     observed: Scalar | None
     result: bool | None  # None: the fact is unknown
+    #: Under an odd number of `not`: the rule needs this comparison false.
+    negated: bool = False
+
+    @property
+    def margin(self) -> float | None:
+        """How far the observed value is from the threshold, towards what the rule needs
+        (this comparison true, or false under `not`): positive is room left before it trips,
+        zero or below is at or past it. None for a comparison that is not an ordering of
+        numbers, or an unknown fact."""
+        v, seen = self.leaf.value, self.observed
+        if self.leaf.op not in ("<", "<=", ">", ">=") or seen is None or \
+                isinstance(seen, (str, bool)) or isinstance(v, (str, bool, tuple)):
+            return None
+        room = float(seen) - float(v) if self.leaf.op in ("<", "<=") else float(v) - float(seen)
+        return -room if self.negated else room
 
     def text(self) -> str:
         seen = "unknown" if self.observed is None else repr(self.observed)
@@ -65,15 +80,16 @@ def compare(leaf: Leaf, observed: Scalar) -> bool:
 def comparisons(cond: Condition, values: Mapping[str, Scalar]) -> list[Comparison]:
     out: list[Comparison] = []
 
-    def walk(c: Condition) -> None:
+    def walk(c: Condition, negated: bool) -> None:
         if isinstance(c, Leaf):
             seen = values.get(c.fact)
-            out.append(Comparison(c, seen, None if seen is None else compare(c, seen)))
+            out.append(Comparison(c, seen, None if seen is None else compare(c, seen),
+                                  negated))
         elif isinstance(c, NotOf):
-            walk(c.item)
+            walk(c.item, not negated)
         elif isinstance(c, (AllOf, AnyOf)):
             for item in c.items:
-                walk(item)
+                walk(item, negated)
 
-    walk(cond)
+    walk(cond, False)
     return out

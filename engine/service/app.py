@@ -18,19 +18,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from engine.access.authorise import Actor
 from engine.access.model import AccessPolicy
 from engine.access.tokens import VerifiedTokens
-from engine.audit.why import explain_record
+from engine.audit.why import explain_record, rebuild
 from engine.decision import Decision
+from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
+from engine.monitoring.alerting.acks import acknowledge, acknowledgements
 from engine.order_messages import OrderIn, OrderOut
 from engine.service.auth import READ, actor_for
 from engine.service.body import JSON_BODY, json_body
 from engine.service.dashboard import add_dashboard
-from engine.service.errors import ApiError, bad_request, not_found
+from engine.service.errors import ApiError, bad_request, conflict, not_found
 from engine.service.metrics import Metrics
 from engine.service.runtime import Runtime
 from engine.service.sessions import COOKIE, CSRF_HEADER, Sessions
 from engine.timeutil import parse_utc, utc_now
+from engine.tooling.diff import diff_sets
 
 MAX_BATCH = 10_000
 ORDER_FIELDS = ("client_id", "ts", "symbol", "side", "shares", "price", "status", "rule",
@@ -110,8 +113,10 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
         who(request, READ)
         with runtime.lock:
             view = trading.load(store)
+            rails = runtime.rails()
             latest = {s: {"decision_id": d.decision_id, "action": d.action.value,
-                          "rule": d.rule, "ts": d.ts} for s, d in runtime.latest.items()}
+                          "rule": d.rule, "ts": d.ts, "rails": rails.get(s, [])}
+                      for s, d in runtime.latest.items()}
         return {"trading_state": view.to_json(), "latest": latest}
 
     @app.post("/v1/resume", openapi_extra=JSON_BODY)
@@ -135,15 +140,17 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
     @app.get("/v1/decisions")
     def decisions_list(request: Request, symbol: str | None = None,
                        action: str | None = None, rule: str | None = None,
-                       since: str | None = None, limit: int = 100) -> dict[str, Any]:
+                       since: str | None = None, until: str | None = None,
+                       limit: int = 100) -> dict[str, Any]:
         """Recent decisions, newest first, filtered by symbol, action, deciding rule and time
-        (ISO-8601 UTC, decided at or after)."""
+        (ISO-8601 UTC: decided at or after `since`, at or before `until`)."""
         who(request, READ)
         out: list[dict[str, Any]] = []
         with runtime.lock:
             for r in store.iter_records("decision", newest_first=True):
                 d = r.body.get("decision", {})
-                if since is not None and str(d.get("ts", "")) < since:
+                if (since is not None and str(d.get("ts", "")) < since) or \
+                        (until is not None and str(d.get("ts", "")) > until):
                     continue
                 if (symbol and d.get("symbol") != symbol) or \
                         (action and d.get("action") != action) or \
@@ -158,8 +165,15 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
 
     @app.get("/v1/approvals")
     def approvals_list(request: Request) -> dict[str, Any]:
+        """The queue, oldest first; each item with who has approved it so far (four eyes:
+        `approvers_required` distinct people other than `requested_by`)."""
         who(request, READ)
-        return {"approvals": [_item(i) for i in runtime.pending()]}
+        items = runtime.pending()
+        with runtime.lock:
+            given = {i.item_id: [{"by": b.get("by"), "at": b.get("at")}
+                                 for b in approvals.approvals_of(store, i.item_id)]
+                     for i in items}
+        return {"approvals": [{**_item(i), "approvals": given[i.item_id]} for i in items]}
 
     @app.post("/v1/approvals/{item_id}/approve", openapi_extra=JSON_BODY)
     def approve(item_id: str, request: Request,
@@ -175,10 +189,30 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
 
     @app.get("/v1/alerts")
     def alerts(request: Request, limit: int = 100) -> dict[str, Any]:
+        """The latest alerts, oldest first, each with its acknowledgement (or null)."""
         who(request, READ)
         with runtime.lock:
             rows = deque(store.iter_records("alert"), maxlen=max(1, min(limit, 1000)))
-        return {"alerts": [r.body for r in rows]}
+            acks = acknowledgements(store)
+        return {"alerts": [{**r.body, "acknowledged": acks.get(r.ref)} for r in rows]}
+
+    @app.post("/v1/alerts/{alert_id}/ack", openapi_extra=JSON_BODY)
+    def ack(alert_id: str, request: Request, body: JsonBody) -> dict[str, Any]:
+        """Acknowledge an alert: anyone the access policy names, recorded under their name;
+        once per alert."""
+        def work() -> dict[str, Any]:
+            actor = who(request, READ)
+            note = body.get("note", "") if isinstance(body, dict) else ""
+            if not isinstance(note, str):
+                raise bad_request("note must be text", "note")
+            try:
+                return acknowledge(store, alert_id, by=actor.name, via=actor.via, note=note,
+                                   now=utc_now())
+            except LookupError as e:
+                raise not_found(str(e)) from None
+            except ValueError as e:
+                raise conflict(str(e)) from None
+        return runtime.write(work)
 
     @app.get("/v1/decisions/{decision_id}")
     def decision(decision_id: str, request: Request) -> dict[str, Any]:
@@ -219,6 +253,20 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
                                                      "version": p.version, "path": p.path}
                                                     for p in ps.policies]}
         return {"active": active, "history": history, "events": events}
+
+    @app.get("/v1/policies/diff")
+    def policies_diff(request: Request, old: str, new: str) -> dict[str, Any]:
+        """What changed between two activations (policy-set hashes from /v1/policies): each
+        policy, rule and setting added, removed or changed (engine/tooling/diff)."""
+        who(request, READ)
+        with runtime.lock:
+            sets = [rebuild(store.activation(h)) for h in (old, new)]
+        for h, ps, field in zip((old, new), sets, ("old", "new"), strict=True):
+            if ps is None:
+                raise not_found(f"no activation of policy set {h!r} with valid policy text "
+                                f"({field})")
+        assert sets[0] is not None and sets[1] is not None
+        return diff_sets(sets[0], sets[1]).to_json()
 
     @app.get("/v1/health")
     def health() -> JSONResponse:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from engine.access.model import SYSTEM
 from engine.audit import activation
 from engine.audit.store import AuditStore
-from engine.clock import WALL, wall_now
+from engine.clock import WALL, recorded_clock, wall_now
 from engine.cycle import CompiledSet, run_cycle
 from engine.decision import Decision
 from engine.execution import approvals
@@ -27,6 +27,7 @@ from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
 from engine.execution.manual import live_controls
 from engine.execution.paper import PaperBroker
+from engine.explain import rule_checks
 from engine.monitoring.alerting.engine import AlertEngine
 from engine.order_messages import OrderIn, OrderOut
 from engine.policy.watch import PolicyWatcher, WatchEvent
@@ -62,6 +63,8 @@ class Runtime:
             may_remove=lambda s: activation.explicitly_active(store, s))
         self.queue = approvals.ApprovalQueue(store)
         self.latest: dict[str, Decision] = {}
+        #: The facts each symbol's latest decision was made on (to show them against the rails).
+        self.latest_facts: dict[str, Mapping[str, Any]] = {}
         self.compiled: CompiledSet | None = None
         self.poll()
         reconcile(store, broker)
@@ -104,6 +107,7 @@ class Runtime:
                                              scope="live")
             self.compiled = fresh
             self.latest.clear()  # decisions of the old set do not gate orders of the new one
+            self.latest_facts.clear()
 
     def decide(self, snapshots: Sequence[Mapping[str, Any]], *,
                requester: str = SYSTEM) -> list[Decision]:
@@ -122,6 +126,9 @@ class Runtime:
                                requester=requester, queue=self.queue, partial=True,
                                on_broker_error=self._broker_error)
             self.latest.update(result.decisions)
+            facts = {d.decision_id: s for d, s in zip(result.made, snapshots, strict=True)}
+            self.latest_facts.update({sym: facts[d.decision_id]
+                                      for sym, d in result.decisions.items()})
             self._state_alert(result.ts, result.state)
             return list(result.made)
 
@@ -187,6 +194,23 @@ class Runtime:
             except approvals.ApprovalError as e:
                 raise conflict(str(e)) from None
         return self.write(settle)
+
+    def rails(self) -> dict[str, list[dict[str, Any]]]:
+        """Per symbol, the facts of its latest decision against every safety rule, each
+        comparison with how far it is from tripping (engine/explain), as of that decision."""
+        with self.lock:
+            if self.compiled is None:
+                return {}
+            out = {}
+            for sym, d in self.latest.items():
+                facts = self.latest_facts.get(sym)
+                if facts is None:
+                    continue
+                values = self.compiled.safety.checked_values(
+                    facts, clock=recorded_clock(d.to_json()))
+                out[sym] = [c.to_json() for c in rule_checks(
+                    self.compiled.policy_set, {f.rule for f in d.fired}, values)]
+            return out
 
     def pending(self) -> list[approvals.ApprovalItem]:
         with self.lock:

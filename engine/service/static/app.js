@@ -74,11 +74,35 @@ async function overview() {
   $("resume-form").hidden = !(ts.state !== "ACTIVE" && may("resume"));
   const latest = Object.entries(st.latest).sort((a, b) => a[0].localeCompare(b[0]));
   fill("latest-rows", latest.map(([sym, d]) => row([sym, el("span", d.action, "action " + d.action),
-                                               d.rule || "", d.ts, whyLink(d.decision_id)])));
+                                               d.rule || "", d.ts, whyLink(d.decision_id),
+                                               railsList(d.rails || [])])));
   const active = pol.active;
   $("policy-hash").textContent = active ? "set " + active.hash.slice(0, 12) : "no valid set";
   $("policy-list").replaceChildren(...(active ? active.policies : []).map(
     (p) => el("li", p.kind + " " + p.name + " " + p.version)));
+}
+
+// Every comparison of every rail with its margin (computed by the engine), nearest first; a
+// comparison of a fact that is unknown or not a number shows its observed value only.
+function railsList(rails) {
+  const items = [];
+  for (const r of rails) {
+    for (const c of r.comparisons) items.push([r, c]);
+  }
+  items.sort((a, b) => (a[1].margin ?? Infinity) - (b[1].margin ?? Infinity));
+  const ul = el("ul", null, "rails");
+  for (const [r, c] of items) {
+    const seen = c.observed === null ? "unknown" : c.observed;
+    const tripped = r.matched || (c.margin !== null && c.margin <= 0);
+    const room = c.margin === null ? "" : tripped ? " (tripped)" : " (" + fmt(c.margin) + " to go)";
+    ul.appendChild(el("li", c.fact + " " + seen + " vs " + c.op + " " + c.threshold + room +
+                      ": " + r.rule + " → " + r.action, tripped ? "tripped" : "clear"));
+  }
+  return ul;
+}
+
+function fmt(x) {
+  return Math.abs(x) >= 100 ? x.toFixed(0) : Number(x.toPrecision(3)).toString();
 }
 
 async function approvals() {
@@ -90,6 +114,8 @@ async function approvals() {
     i.item_id, i.side + " " + i.shares + " " + i.symbol + " @ " + i.price, i.rule,
     i.requested_by, age(i.requested_at, now),
     age(new Date(now).toISOString(), Date.parse(i.expires_at)),
+    el("span", i.approvals.length + " of " + i.approvers_required +
+       (i.approvals.length ? ": " + i.approvals.map((a) => a.by).join(", ") : ""), "progress"),
     may("approve") || may("reject") ? decideForm(i) : el("span", "approver role needed", "hint"),
   ])));
 }
@@ -140,7 +166,7 @@ async function showWhy(id) {
 async function decisions() {
   const q = new URLSearchParams();
   for (const [k, id] of [["symbol", "f-symbol"], ["action", "f-action"], ["rule", "f-rule"],
-                         ["since", "f-since"]]) {
+                         ["since", "f-since"], ["until", "f-until"]]) {
     if ($(id).value) q.set(k, $(id).value);
   }
   q.set("limit", "200");
@@ -163,7 +189,22 @@ async function alerts() {
   as.reverse();
   as.sort((a, b) => (RANK[a.severity] ?? 9) - (RANK[b.severity] ?? 9));
   fill("alerts-rows", as.map((a) => row([el("span", a.severity, "sev " + a.severity), a.ts, a.kind,
-                                    a.title + (a.message ? ": " + a.message : "")])));
+                                    a.title + (a.message ? ": " + a.message : ""),
+                                    a.acknowledged ? a.acknowledged.by + " at " + a.acknowledged.at
+                                                   : ackButton(a)])));
+}
+
+function ackButton(alert) {
+  const b = el("button", "Acknowledge", "ack");
+  b.type = "button";
+  b.addEventListener("click", async () => {
+    try {
+      await api("POST", "/v1/alerts/" + encodeURIComponent(alert.alert_id) + "/ack", {});
+      showError(null);
+      await alerts();
+    } catch (e) { showError(e); }
+  });
+  return b;
 }
 
 async function policies() {
@@ -175,6 +216,42 @@ async function policies() {
     h.at, h.actor || "", (h.hash || "").slice(0, 12),
     (h.policies || []).map((p) => (p.name || "") + " " + (p.version || "")).join(", ")])));
   $("policies-events").replaceChildren(...doc.events.map((e) => el("li", e.kind + ": " + e.message)));
+  for (const [id, pick] of [["diff-old", 1], ["diff-new", 0]]) {
+    const select = $(id);
+    const chosen = select.value;
+    const sets = doc.history.slice().reverse();
+    select.replaceChildren(...sets.map((h) => {
+      const o = el("option", h.at + " " + (h.hash || "").slice(0, 12));
+      o.value = h.hash;
+      return o;
+    }));
+    if (chosen) select.value = chosen;
+    else if (sets.length > pick) select.value = sets[pick].hash;
+  }
+}
+
+async function policyDiff(ev) {
+  ev.preventDefault();
+  try {
+    const q = new URLSearchParams({old: $("diff-old").value, new: $("diff-new").value});
+    const doc = await api("GET", "/v1/policies/diff?" + q.toString());
+    const rows = [];
+    for (const p of doc.policies) {
+      const name = p.kind + " " + p.name + " " + (p.old_version || "") + " → " + (p.new_version || "");
+      if (!p.rules.length && !p.settings.length) rows.push(row([name, p.status, "", "", ""]));
+      for (const r of p.rules) {
+        rows.push(row([name, r.status, r.rule,
+                       r.old ? r.old.when + " → " + r.old.action : "",
+                       r.new ? r.new.when + " → " + r.new.action : ""]));
+      }
+      for (const st of p.settings) {
+        rows.push(row([name, "setting", st.path, JSON.stringify(st.old), JSON.stringify(st.new)]));
+      }
+    }
+    fill("diff-rows", rows);
+    $("diff-empty").hidden = rows.length > 0;
+    showError(null);
+  } catch (e) { showError(e); }
 }
 
 const PAGES = {overview, approvals, decisions, orders, alerts, policies};
@@ -254,6 +331,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   });
   $("resume-form").addEventListener("submit", resume);
   $("decision-filter").addEventListener("submit", (ev) => { ev.preventDefault(); render(); });
+  $("diff-form").addEventListener("submit", policyDiff);
   window.addEventListener("hashchange", render);
   try {
     const s = await api("GET", "/ui/session");
