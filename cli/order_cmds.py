@@ -107,7 +107,6 @@ def kill(
     who and why, and raise a critical alert. `fugger resume` ends it."""
     from engine.execution import kill as killing
     from engine.execution.state import ResumeRefused
-    from engine.monitoring.alerting.engine import AlertEngine
 
     symbols = sorted(set(symbol or ()))
     if all_symbols == bool(symbols):
@@ -125,9 +124,6 @@ def kill(
                                   reason=reason, now=now)
         except ResumeRefused as e:
             fail(f"kill refused: {e}", EXIT_USAGE)
-        cancelled = len(result.cancelled_orders) + len(result.cancelled_approvals)
-        AlertEngine(store, None, "live").on_kill(now, result.scope, actor.name, reason,
-                                                 cancelled)
     if fmt is Format.json:
         sys.stdout.write(json.dumps({
             "kill_id": result.kill_id, "scope": result.scope, "by": actor.name,

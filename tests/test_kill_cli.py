@@ -12,6 +12,8 @@ import pytest
 
 from engine.audit.store import AuditStore
 from engine.execution import approvals
+from engine.execution import kill as killing
+from engine.execution import state as trading
 from engine.execution.paper import PaperBroker, init_account
 from engine.timeutil import format_utc, utc_now
 from tests.conftest import RunCli, access_text
@@ -175,3 +177,23 @@ def test_kill_needs_the_kill_action(book: Book) -> None:
     with AuditStore(book.audit) as store:
         assert store.records("kill") == []
 
+
+
+def test_the_kill_function_is_whole_without_the_cli(book: Book) -> None:
+    """What the service calls: the engine function alone cancels, latches, records and raises
+    the critical alert, for one side of the whole book."""
+    aaa, bbb_buy, bbb_sell = _resting(book)
+    with AuditStore(book.audit) as store:
+        result = killing.kill(store, PaperBroker(book.broker), symbols=[], side="SELL",
+                              by="risk-desk", reason="sell feed down", now=utc_now())
+        alerts = [r.body for r in store.records("alert") if r.body.get("kind") == "kill"]
+        state = trading.load(store)
+        with pytest.raises(trading.ResumeRefused, match="side must be BUY or SELL"):
+            killing.kill(store, PaperBroker(book.broker), symbols=[], side="sell",
+                         by="risk-desk", reason="typo", now=utc_now())
+        assert len(store.records("kill")) == 1
+    assert result.cancelled_orders == (bbb_sell,)
+    assert set(book.open_orders()) == {aaa, bbb_buy}
+    assert [a["severity"] for a in alerts] == ["critical"]
+    assert "risk-desk" in alerts[0]["message"]
+    assert state.kill_for("AAA", "SELL") is not None and state.kill_for("AAA", "BUY") is None

@@ -3,6 +3,8 @@ order and pending approval, and latch a halt for that scope until a person resum
 
 The latch and the record of who killed what, and why, are committed first, in one
 transaction: from that moment nothing in the scope goes out, even if a cancellation then fails.
+Then the cancellations, then one critical alert. Who may kill is the caller's to check (the
+`kill` action of the access policy) before calling `kill`: the CLI and the service alike.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from engine.execution import state as trading
 from engine.execution.broker import Broker
 from engine.execution.gateway import cancel_orders
 from engine.ids import new_id
+from engine.monitoring.alerting.engine import AlertEngine
 from engine.timeutil import format_utc
 
 KIND = "kill"
@@ -37,9 +40,14 @@ def scope_text(symbols: Sequence[str], side: str | None) -> str:
 
 
 def kill(store: AuditStore, broker: Broker, *, symbols: Sequence[str], side: str | None,
-         by: str, reason: str, now: datetime, run_id: str | None = None) -> KillResult:
-    """Kill `symbols` (empty: every symbol) on `side` (None: both). Raises
-    trading.ResumeRefused without a name or a reason."""
+         by: str, reason: str, now: datetime, run_id: str | None = None,
+         alerts: AlertEngine | None = None) -> KillResult:
+    """Kill `symbols` (empty: every symbol) on `side` ("BUY", "SELL"; None: both), by the
+    person `by`, who has been authorised for the `kill` action. The critical alert goes to
+    `alerts` (default: recorded in the store, handed to no sink). Raises
+    trading.ResumeRefused without a name or a reason, or with another side."""
+    if side not in (None, "BUY", "SELL"):
+        raise trading.ResumeRefused(f"side must be BUY or SELL, got {side!r}")
     ts = format_utc(now)
     current = trading.load(store, run_id)
     view = trading.kill(current, symbols, side, by=by, reason=reason, ts=ts)
@@ -69,4 +77,6 @@ def kill(store: AuditStore, broker: Broker, *, symbols: Sequence[str], side: str
         except approvals.ApprovalError:
             continue  # decided or expired a moment ago: it is not waiting any more
         withdrawn.append(item.item_id)
+    (alerts or AlertEngine(store, None, run_id or "live")).on_kill(
+        now, scope, by, reason, len(cancelled) + len(withdrawn))
     return KillResult(kill_id, scope, view, tuple(cancelled), tuple(withdrawn))
