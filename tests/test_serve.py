@@ -202,3 +202,42 @@ def test_a_bot_loop_through_the_typed_client(server: Server) -> None:
             api.resume("not my role")
         assert (refused.value.status, refused.value.code) == (403, "forbidden")
         assert api.health()
+
+
+def test_a_kill_withdraws_what_waits_and_halts_until_a_person_resumes(tmp_path: Path) -> None:
+    with serving(tmp_path / "home") as server, server.client("tim") as bot, \
+            server.client("rita") as risk:
+        bot.post("/v1/decide", json={"snapshots": [snap("AAA"), snap("BBB")]})
+        held = bot.post("/v1/orders", json={"orders": [
+            {"symbol": "BBB", "side": "BUY", "shares": 3000, "price": 100.0,
+             "client_id": "big"}]}).json()["orders"]
+        assert held[0]["status"] == "pending_approval"
+        # A trader may not kill; the scope must be named exactly once; a reason is required.
+        assert bot.post("/v1/kill", json={"all": True, "reason": "x"}).status_code == 403
+        assert_error(risk.post("/v1/kill", json={"reason": "x"}), 400, "invalid", "symbols")
+        assert_error(risk.post("/v1/kill", json={"all": True, "symbols": ["AAA"],
+                                                 "reason": "x"}), 400, "invalid", "symbols")
+        assert_error(risk.post("/v1/kill", json={"all": True, "side": "buy", "reason": "x"}),
+                     400, "invalid", "side")
+        assert_error(risk.post("/v1/kill", json={"all": True}), 400, "invalid", "reason")
+        assert bot.get("/v1/approvals").json()["approvals"] != []
+
+        killed = risk.post("/v1/kill", json={"all": True, "reason": "feed looks wrong"})
+        assert killed.status_code == 200, killed.text
+        body = killed.json()
+        assert (body["by"], body["cancelled_approvals"]) == ("rita", ["big"])
+        assert body["trading_state"]["state"] == "HALTED"
+        assert bot.get("/v1/approvals").json()["approvals"] == []
+        denied = bot.post("/v1/orders", json={"orders": [
+            {"symbol": "AAA", "side": "BUY", "shares": 1, "price": 100.0}]}).json()
+        assert denied["orders"][0]["status"] == "denied"
+
+        resumed = risk.post("/v1/resume", json={"reason": "feed fixed"}).json()
+        assert resumed["trading_state"]["state"] == "ACTIVE"
+        assert server.stop()[0] == 0
+    with AuditStore(server.audit) as store:
+        (record,) = store.records("kill")
+        alerts = [r.body for r in store.records("alert")]
+    assert (record.body["by"], record.body["reason"]) == ("rita", "feed looks wrong")
+    assert record.body["approvals"] == ["big"]
+    assert any("kill" in json.dumps(a) and a.get("severity") == "critical" for a in alerts)

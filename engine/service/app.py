@@ -21,6 +21,7 @@ from engine.access.tokens import VerifiedTokens
 from engine.audit.why import explain_record, rebuild
 from engine.decision import Decision
 from engine.execution import approvals
+from engine.execution import kill as killing
 from engine.execution import state as trading
 from engine.execution.approvals import ApprovalItem
 from engine.monitoring.alerting.acks import acknowledge, acknowledgements
@@ -125,6 +126,23 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
             actor = who(request, "resume", "book")
             return runtime.resume(actor.name, _reason(body))
         return {"trading_state": runtime.write(work).to_json()}
+
+    @app.post("/v1/kill", openapi_extra=JSON_BODY)
+    def kill(request: Request, body: JsonBody) -> dict[str, Any]:
+        """The kill function: `{"all": true}` or `{"symbols": [...]}`, optionally `"side"`,
+        and a `"reason"`; cancels the matching open orders and pending approvals and latches
+        a halt for that scope until a person resumes."""
+        symbols, side = _kill_scope(body)
+        reason = _reason(body)
+
+        def work() -> dict[str, Any]:
+            actor = who(request, "kill", killing.scope_text(symbols, side))
+            result = runtime.kill(symbols, side, actor.name, reason)
+            return {"kill_id": result.kill_id, "scope": result.scope, "by": actor.name,
+                    "reason": reason, "cancelled_orders": list(result.cancelled_orders),
+                    "cancelled_approvals": list(result.cancelled_approvals),
+                    "trading_state": result.state.to_json()}
+        return runtime.write(work)
 
     @app.get("/v1/orders")
     def orders_list(request: Request, limit: int = 100) -> dict[str, Any]:
@@ -357,6 +375,25 @@ def _orders(body: Any) -> list[OrderIn]:
                               f"{at}.client_id")
         out.append(OrderIn(sym, side, shares, float(price), cid))
     return out
+
+
+def _kill_scope(body: Any) -> tuple[list[str], str | None]:
+    """The scope of a kill: every symbol (`"all": true`) or the named ones, never both or
+    neither, so a typo cannot widen or empty it; one side or both."""
+    if not isinstance(body, dict):
+        raise bad_request("the body must be an object", None)
+    everything = body.get("all", False)
+    if not isinstance(everything, bool):
+        raise bad_request("all must be true or false", "all")
+    raw = body.get("symbols", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x.strip() for x in raw):
+        raise bad_request("symbols must be a list of symbol names", "symbols")
+    if everything == bool(raw):
+        raise bad_request("name the scope: all, or one or more symbols (not both)", "symbols")
+    side = body.get("side")
+    if side is not None and side not in ("BUY", "SELL"):
+        raise bad_request("side must be BUY or SELL", "side")
+    return sorted(set(raw)), side
 
 
 def _reason(body: Any) -> str:

@@ -22,6 +22,7 @@ from engine.clock import WALL, recorded_clock, wall_now
 from engine.cycle import CompiledSet, run_cycle
 from engine.decision import Decision
 from engine.execution import approvals
+from engine.execution import kill as killing
 from engine.execution import state as trading
 from engine.execution.gate import OrderIntent
 from engine.execution.gateway import Gateway, OrderOutcome, client_id, latest_status, reconcile
@@ -181,6 +182,20 @@ class Runtime:
                                                              "via": "api"})
             self._state_alert(view.since or format_utc(wall_now()), view)
             return view
+
+    def kill(self, symbols: Sequence[str], side: str | None, by: str,
+             reason: str) -> killing.KillResult:
+        """The kill function, the same as `fugger kill`: cancel the matching open orders and
+        pending approvals and latch a halt for the scope, on the group-commit writer."""
+        def work() -> killing.KillResult:
+            with self.lock:
+                now = wall_now()
+                try:
+                    return killing.kill(self.store, self.broker, symbols=symbols, side=side,
+                                        by=by, reason=reason, now=now, alerts=self.alerts)
+                except trading.ResumeRefused as e:
+                    raise conflict(f"kill refused: {e}") from None
+        return self.write(work)
 
     def decide_approval(self, item_id: str, outcome: str, by: str,
                         reason: str) -> approvals.ApprovalItem:
