@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from browser import chromium
 from conftest import RunCli
 
 from engine.audit.store import AuditStore
@@ -346,6 +347,30 @@ def test_the_report_is_one_self_contained_file(
     for heading in ("Five worst drawdowns", "What each rule cost or saved", "Halts",
                     "Assumptions", "split equally"):
         assert heading in page
+
+
+def test_the_report_renders_in_a_browser_with_no_network(
+    store: AuditStore, alert_ids: list[str], tmp_path: Path
+) -> None:
+    """Opened from disk in headless Chromium with every request but the file refused: the
+    charts draw, no script fails, nothing is fetched, and the figures are on screen."""
+    path = write_report(store, tmp_path / "report")
+    fetched: list[str] = []
+    errors: list[str] = []
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(
+            "file://") else (fetched.append(route.request.url), route.abort()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(path.as_uri())
+        page.wait_for_selector(".plotly-graph-div .main-svg")
+        drawn = page.locator(".plotly-graph-div").evaluate_all(
+            "divs => divs.filter(d => d.querySelector('.main-svg')).length")
+        shown = page.locator('[data-figure="book.cagr"]').inner_text()
+    assert (fetched, errors) == ([], [])
+    assert drawn == 4 + 2
+    assert shown == figure(path.read_text(encoding="utf-8"), "book.cagr")
 
 
 def test_the_report_figures_match_their_formulas(store: AuditStore, tmp_path: Path) -> None:
