@@ -10,6 +10,7 @@ from cli.common import EXIT_USAGE, fail, load_policies, out
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
+from engine.ids import short
 from engine.policy.removal import removed
 
 
@@ -44,6 +45,6 @@ def activate(
     except AuditError as e:
         fail(str(e))
     versions = ", ".join(f"{p.name} {p.version}" for p in ps.policies)
-    out.print(f"policy set {ps.hash[:12]} activated: {versions}", markup=False)
+    out.print(f"policy set {short(ps.hash)} activated: {versions}", markup=False)
     for m in gone:
         out.print(f"  removed: {m} ({m.path})", markup=False)

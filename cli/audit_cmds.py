@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, out
+from cli.common import Format, check_day_range, day_option, fail, out, refuse_unknown
 from cli.plain import write_lines
 from engine.audit.checkpoint import (
     DEFAULT_KEY,
@@ -27,14 +27,18 @@ from engine.audit.checkpoint import (
     write,
 )
 from engine.audit.checkpoint import verify as verify_checkpoints
+from engine.audit.kinds import RECORD_KINDS
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.audit.why import explain_record
+from engine.ids import short
 from engine.timeutil import utc_now
 
 app = typer.Typer(help="Read and check the audit store: decisions, orders, policy activations.",
                   no_args_is_help=True)
 
 AuditOpt = Annotated[str, typer.Option("--audit", metavar="DB", help="The audit store.")]
+FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for "
+                                                            "programs (one object per line).")]
 
 
 def _open(path: str) -> AuditStore:
@@ -44,24 +48,35 @@ def _open(path: str) -> AuditStore:
         fail(str(e))
 
 
+_FILTERED_TIME = ("the market time of a record (the ts of its snapshot, order or alert; the "
+                  "recorded time for a record without one), in UTC")
+
+
 @app.command("list")
 def list_cmd(
     audit: AuditOpt = DEFAULT_PATH,
-    kind: Annotated[str | None, typer.Option(help="Only records of this kind, e.g. decision, "
-                                                  "policy_activation.")] = None,
-    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
-    status: Annotated[str | None, typer.Option(help="Only records with this status, e.g. "
-                                                    "denied, pending_approval, filled.")] = None,
-    since: Annotated[str | None, typer.Option("--from", help="Only records whose own ts is on "
-                                                             "or after this day.")] = None,
-    until: Annotated[str | None, typer.Option("--to", help="... on or before this day.")] =
-    None,
-    oldest_first: Annotated[bool, typer.Option("--oldest-first")] = False,
+    kind: Annotated[str | None, typer.Option(
+        metavar="KIND", help="Only records of this kind, e.g. decision, order, "
+                             "policy_activation, alert.", show_default=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, metavar="N", help="How many records.")] = 20,
+    status: Annotated[str | None, typer.Option(
+        metavar="STATUS", help="Only records with this status, e.g. denied, pending_approval, "
+                               "filled.", show_default=False)] = None,
+    since: Annotated[str | None, day_option(
+        "--from", f"Only records on or after this day, by {_FILTERED_TIME}.")] = None,
+    until: Annotated[str | None, day_option(
+        "--to", "Only records on or before this day, by the same market time.")] = None,
+    oldest_first: Annotated[bool, typer.Option(
+        "--oldest-first", help="Oldest records first (default: newest first).")] = False,
     ids_only: Annotated[bool, typer.Option("--ids-only", help="Print only the ids.")] = False,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
 ) -> None:
-    """The newest records, one line each, optionally filtered."""
+    """The newest records, one line each, optionally filtered. The market time is the time a
+    record is about (a snapshot's ts); the recorded time is when the store wrote it."""
+    check_day_range(since, until)
     with _open(audit) as store:
+        if kind is not None:
+            refuse_unknown("--kind", [kind], {*RECORD_KINDS, *store.kinds()}, "record kind")
         # Streamed: a filter may pass over the whole store, one record at a time; ids and
         # JSON lines go out as they are found, only a table waits for its (limited) rows.
         found = (r for r in store.iter_records(kind, newest_first=not oldest_first)
@@ -74,23 +89,33 @@ def list_cmd(
         if fmt is Format.json:
             for r in chosen:
                 sys.stdout.write(json.dumps({"seq": r.seq, "kind": r.kind, "ref": r.ref,
+                                             "market_time": market_time(r), "recorded": r.ts,
                                              "ts": r.ts, "summary": summary(r)}) + "\n")
             return
         rows = list(chosen)
-    table = Table(title=f"{audit}: newest {len(rows)} record(s)", title_justify="left")
-    for c in ("seq", "recorded", "kind", "id", "summary"):
+    table = Table(title=f"{audit}: {'oldest' if oldest_first else 'newest'} {len(rows)} "
+                        "record(s)", title_justify="left")
+    for c in ("seq", "market time", "recorded", "kind", "id", "summary"):
         table.add_column(c, overflow="fold")
     for r in rows:
-        table.add_row(str(r.seq), r.ts, r.kind, r.ref, summary(r))
+        table.add_row(str(r.seq), market_time(r), r.ts, r.kind, short(r.ref), summary(r))
     out.print(table)
+
+
+def market_time(r: Record) -> str:
+    """The time a record is about: its body's ts (a decision's snapshot ts), else when it was
+    recorded."""
+    b = r.body if isinstance(r.body, dict) else {}
+    decision = b.get("decision")
+    inner = decision.get("ts") if isinstance(decision, dict) else None
+    return str(b.get("ts") or inner or r.ts)
 
 
 def _matches(r: Record, status: str | None, since: str | None, until: str | None) -> bool:
     b = r.body
     if status is not None and b.get("status") != status:
         return False
-    ts = str(b.get("ts") or (b.get("decision") or {}).get("ts") or r.ts)
-    day = ts[:10]
+    day = market_time(r)[:10]
     return (since is None or day >= since) and (until is None or day <= until)
 
 
@@ -99,7 +124,7 @@ def summary(r: Record) -> str:
     if r.kind == "decision":
         d = b.get("decision", {})
         rule = (d.get("deciding_rule") or {}).get("rule", "-")
-        return f"{d.get('symbol')} {d.get('ts')} {d.get('action')} ({rule})"
+        return f"{d.get('symbol')} {d.get('action')} ({rule})"  # its ts is the market time
     if r.kind == "policy_activation":
         names = ", ".join(f"{p['name']} {p['version']}" for p in b.get("policies", []))
         return f"by {b.get('activated_by')}: {names}"
@@ -128,7 +153,7 @@ def show(
 def why(
     record_id: Annotated[str, typer.Argument(metavar="ID", help="A decision id or order id.")],
     audit: AuditOpt = DEFAULT_PATH,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """Which rule decided, under which policy version, on which values; the decision is
     re-evaluated from the recorded policy text and facts to show it is reproducible."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from cli.plain import PlainConsole, styled, write_lines
+from engine.catalogue import unknown_key_message, unknown_keys
 from engine.clock import Clock, named
 from engine.factsource import (
     DEFAULT_MAX_SNAPSHOT_BYTES,
@@ -20,9 +21,11 @@ from engine.factsource import (
     SourcedSnapshot,
     Visit,
 )
+from engine.names import unknown_name
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
+from engine.timeutil import TimestampError, parse_day
 
 # Piped output keeps ids whole and tables readable: rich would otherwise assume 80 columns.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -67,6 +70,39 @@ def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     raise typer.Exit(code)
 
 
+def refuse_unknown(option: str, values: Iterable[str], known: Iterable[str],
+                   what: str) -> None:
+    """Exit 2 when any of `values` (given with `option`) is not among `known`, naming the
+    nearest known names: a misspelt name must not be taken for one that matches nothing."""
+    choices = set(known)
+    wrong = [v for v in values if v not in choices]
+    if wrong:
+        fail(f"{option}: " + "; ".join(unknown_name(what, v, choices) for v in wrong),
+             EXIT_USAGE)
+
+
+def _day(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return parse_day(value).isoformat()
+    except TimestampError as e:
+        raise typer.BadParameter(str(e)) from e
+
+
+def day_option(flag: str, help: str) -> Any:
+    """A --from/--to style option taking one calendar day (YYYY-MM-DD); anything else is a
+    usage error (exit 2), never an empty or unbounded range."""
+    return typer.Option(flag, metavar="YYYY-MM-DD", help=help, callback=_day,
+                        show_default=False)
+
+
+def check_day_range(start: str | None, end: str | None) -> None:
+    """Exit 2 when --from falls after --to: such a range selects nothing."""
+    if start is not None and end is not None and start > end:
+        fail(f"--from {start} is after --to {end}: the range holds no day", EXIT_USAGE)
+
+
 def print_problems(e: PolicyError) -> None:
     for p in e.problems:
         write_lines(p, sys.stderr)
@@ -87,12 +123,32 @@ class CheckedFacts:
         return self.snapshots
 
 
+class _UnknownKeys:
+    """Where each key that is not a fact first appears, and how often: a warning for each
+    once the input is checked, not one per line."""
+
+    def __init__(self, then: Visit | None) -> None:
+        self.then = then
+        self.seen: dict[str, tuple[str, int]] = {}
+
+    def __call__(self, s: SourcedSnapshot) -> str | None:
+        for key in unknown_keys(s.data):
+            where, n = self.seen.get(key, (s.where, 0))
+            self.seen[key] = (where, n + 1)
+        return self.then(s) if self.then is not None else None
+
+    def warn(self) -> None:
+        for key, (where, n) in self.seen.items():
+            more = f" (and {n - 1} more snapshot(s))" if n > 1 else ""
+            write_lines(f"warning: {where}: {unknown_key_message(key)}{more}", sys.stderr)
+
+
 def open_facts(facts: str, input_format: str = "auto", *,
                max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES,
                visit: Visit | None = None) -> CheckedFacts:
     """A facts input checked whole, then read one snapshot at a time; exit 1 naming every
     unreadable line (a file that cannot be read as a whole is not evaluated at all), or when
-    it holds no snapshot."""
+    it holds no snapshot. A key that is not a fact is a warning naming the nearest facts."""
     if input_format not in FORMATS:
         fail(f"--input-format must be auto, json, jsonl or csv, not {input_format!r}",
              EXIT_USAGE)
@@ -100,11 +156,13 @@ def open_facts(facts: str, input_format: str = "auto", *,
         source = FactsInput(facts, input_format, max_snapshot_bytes=max_snapshot_bytes)
     except FactsError as e:
         _refuse(e, "nothing was evaluated")
+    unknown = _UnknownKeys(visit)
     try:
-        count = source.check(visit)
+        count = source.check(unknown)
     except FactsError as e:
         source.close()
         _refuse(e, "nothing was evaluated")
+    unknown.warn()
     if not count:
         source.close()
         # An empty input is most often a dead upstream feed: deciding nothing is not a success.

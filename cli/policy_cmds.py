@@ -33,7 +33,7 @@ from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
 from engine.explain import explain as explain_rules
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES, SourcedSnapshot
-from engine.ids import new_id
+from engine.ids import new_id, short
 from engine.policy.loader import discover, load_policy_set
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError
@@ -67,7 +67,7 @@ def validate(
         raise typer.Exit(EXIT_INVALID) from e
     for p in ps.policies:
         out.print(f"ok  {p.path}  {p.kind} {p.name} {p.version}  ({len(p.rules)} rules)")
-    out.print(f"policy set {ps.hash[:12]}: {len(ps.policies)} policies valid")
+    out.print(f"policy set {short(ps.hash)}: {len(ps.policies)} policies valid")
 
 
 def eval_cmd(

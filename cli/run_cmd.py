@@ -24,12 +24,15 @@ from rich.progress import (
 from cli.common import (
     Format,
     MaxSnapshotOpt,
+    check_day_range,
+    day_option,
     err,
     fail,
     load_book_file,
     load_policies,
     open_facts,
     out,
+    refuse_unknown,
 )
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from cli.plain import write_lines
@@ -37,6 +40,7 @@ from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.backends.agreement import BackendDisagreement
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
+from engine.policy.model import PolicySet
 
 if TYPE_CHECKING:
     from engine.audit.witness import Witness
@@ -65,15 +69,18 @@ def run(
     DEFAULT_PATH,
     report: Annotated[str | None, typer.Option(metavar="DIR", help="Write report.html "
                                                                    "here.")] = None,
-    approve_rules: Annotated[str, typer.Option(
-        help="The declared approver: orders held by these approval rules (comma-separated) "
-             "are approved in the cycle that queued them; others expire. '' approves "
-             "nothing.")] = DEFAULT_APPROVED,
+    approve_rules: Annotated[str | None, typer.Option(
+        metavar="RULES",
+        help="The declared approver: orders held by these approval rules (comma-separated "
+             "rule ids of the approval policy) are approved in the cycle that queued them; "
+             f"others expire. '' approves nothing. [default: {DEFAULT_APPROVED}]",
+        show_default=False)] = None,
     resume_after: Annotated[int, typer.Option(
         min=-1, help="The declared operator: days without a halting rule before a latched "
                      "halt is resumed; -1 never resumes.")] = 5,
-    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
+    start: Annotated[str | None, day_option(
+        "--from", "First day replayed, by the snapshots' ts (UTC).")] = None,
+    end: Annotated[str | None, day_option("--to", "Last day replayed.")] = None,
     sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
                                                                    "(YAML).")] = None,
     shadow: Annotated[str | None, typer.Option(metavar="DIR", help="A candidate policy set "
@@ -117,7 +124,9 @@ def run(
     from engine.policy.watch import PolicyWatcher, WatchEvent
     from engine.replay import ApprovalRule, Replay, ReplayConfig, ResumeRule
 
+    check_day_range(start, end)
     ps = load_policies([policies])
+    approved = _approved_rules(approve_rules, ps)
     candidate = None
     if shadow:
         from engine.shadow_run import ShadowRun
@@ -150,8 +159,7 @@ def run(
             fail(str(e))
     config = ReplayConfig(
         facts_file=facts, portfolio_file=portfolio, started_by=actor.name,
-        approval=ApprovalRule(frozenset(r.strip() for r in approve_rules.split(",")
-                                        if r.strip())),
+        approval=ApprovalRule(approved),
         resume=ResumeRule(None if resume_after < 0 else resume_after),
         slippage_bps=slippage_bps, commission_per_share=commission)
     events: list[WatchEvent] = []
@@ -221,6 +229,17 @@ def run(
         path = write_report(store, report, run_id, summary=summary)
         (out if fmt is Format.text else err).print(f"report: {path}", markup=False)
     store.close()
+
+
+def _approved_rules(given: str | None, ps: PolicySet) -> frozenset[str]:
+    """The approval rules the declared approver approves; a rule id the policy set does not
+    have is a usage error naming the nearest ones (it would approve nothing, unseen)."""
+    names = frozenset(r.strip() for r in (DEFAULT_APPROVED if given is None else given)
+                      .split(",") if r.strip())
+    if given is not None:
+        known = [r.id for p in ps.of_kind("ApprovalPolicy") for r in p.rules]
+        refuse_unknown("--approve-rules", sorted(names), known, "approval rule")
+    return names
 
 
 def _witness(store: AuditStore, signer: Any, directory: str | None, every: int,

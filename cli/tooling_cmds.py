@@ -19,6 +19,7 @@ from engine.backends.agreement import BackendDisagreement
 from engine.factsource import FactsError, read_snapshots
 from engine.policy.model import PolicySet
 from engine.shadow import ShadowSummary
+from engine.tooling.case_checks import case_problems
 from engine.tooling.cases import Case, CaseError, load_cases
 from engine.tooling.diff import PolicyChange, PolicyDiff, RuleChange, diff_sets, replay
 from engine.tooling.lint import lint
@@ -49,6 +50,16 @@ def _cases(paths: list[str]) -> list[Case]:
         raise typer.Exit(EXIT_INVALID) from e
 
 
+def _refuse_unknown_names(cases: list[Case], ps: PolicySet) -> None:
+    problems = case_problems(cases, ps)
+    if problems:
+        for p in sorted(problems):
+            write_lines(str(p), sys.stderr)
+        print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in the test "
+              "files; no case was run", file=sys.stderr)
+        raise typer.Exit(EXIT_INVALID)
+
+
 # --- test ---------------------------------------------------------------------------------
 
 
@@ -68,6 +79,7 @@ def test_cmd(
     case fails or coverage is below --min-coverage."""
     ps = load_policies([policies])
     cases = _cases(paths or [DEFAULT_TESTS])
+    _refuse_unknown_names(cases, ps)
     runner = CaseRunner(ps)
     try:
         results = runner.run_all(cases)

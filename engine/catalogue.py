@@ -6,11 +6,12 @@ snapshots are checked against it before any value reaches the rule engine.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
 
 from engine.actions import ACTION_NAMES
+from engine.names import did_you_mean
+from engine.names import nearest as _nearest
 
 FactType = Literal["number", "integer", "boolean", "string"]
 
@@ -122,10 +123,7 @@ def lookup(name: str) -> FactSpec | None:
 
 def nearest(name: str, n: int = 3) -> list[str]:
     """Known fact names closest to `name`, best first."""
-    close = difflib.get_close_matches(name, CATALOGUE, n=n, cutoff=0.5)
-    if close:
-        return close
-    return [k for k in CATALOGUE if name in k or k in name][:n]
+    return _nearest(name, CATALOGUE, n)
 
 
 def range_hint(spec: FactSpec, value: float) -> str:
@@ -134,3 +132,22 @@ def range_hint(spec: FactSpec, value: float) -> str:
         return ""
     fraction = value / 100
     return spec.hint.format(value=_num(value), percent=_num(value * 100), fraction=_num(fraction))
+
+
+#: The keys of a snapshot besides its facts.
+ENVELOPE_KEYS: tuple[str, ...] = ("ts", "symbol")
+
+
+def unknown_keys(snapshot: object) -> list[str]:
+    """The keys of a snapshot that are neither a fact of the catalogue nor its envelope: no
+    rule can read them, so a misspelt fact shows here (and the fact it meant is missing)."""
+    if not isinstance(snapshot, dict):
+        return []
+    return [str(k) for k in snapshot if k not in CATALOGUE and k not in ENVELOPE_KEYS]
+
+
+def unknown_key_message(key: str) -> str:
+    """'KEY' is not a fact ...; did you mean NEAREST?"""
+    hint = did_you_mean(key, CATALOGUE)
+    return (f"{key!r} is not a fact of the catalogue, so no rule reads it"
+            + (f"; {hint}" if hint else " (fugger facts lists the facts)"))

@@ -44,3 +44,18 @@ def new_id(now_ms: int | None = None) -> str:
 def _time_text(ms: int) -> str:
     """The ten characters of a 48-bit millisecond count (two leading zero bits)."""
     return "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5))
+
+
+#: How many characters of a hash (a policy set's, a snapshot's facts', a record's) are shown
+#: to people, everywhere; `fugger audit show` and `audit why` accept any unique prefix.
+SHORT_HASH = 12
+_HEX = frozenset("0123456789abcdef")
+
+
+def short(ref: str) -> str:
+    """A ref as shown in tables and messages: a hash cut to SHORT_HASH characters; an id whole
+    (its first ten characters are a time, shared by the ids made in one millisecond, so no
+    shorter form of it names one record)."""
+    if len(ref) > SHORT_HASH and len(ref) >= 32 and set(ref) <= _HEX:
+        return ref[:SHORT_HASH]
+    return ref

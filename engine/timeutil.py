@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 
 class TimestampError(ValueError):
@@ -35,6 +36,20 @@ def _parse_text(text: str) -> datetime:
     if offset is None or offset.total_seconds() != 0:
         raise TimestampError(f"{text!r} is not in UTC; convert it and write Z")
     return value.astimezone(UTC)
+
+
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_day(text: str) -> date:
+    """A calendar day written YYYY-MM-DD; anything else (`2008-13-01`, `yesterday`, a time) is
+    refused, because a bound that cannot be read must not widen or empty a range unseen."""
+    if not _DAY.fullmatch(text):
+        raise TimestampError(f"{text!r} is not a day: write YYYY-MM-DD, e.g. 2008-10-01")
+    try:
+        return date.fromisoformat(text)
+    except ValueError as e:
+        raise TimestampError(f"{text!r} is not a day of the calendar: {e}") from e
 
 
 def format_utc(value: datetime, timespec: str = "auto") -> str:

@@ -382,6 +382,10 @@ class AuditStore:
         row = self._db.execute("SELECT MAX(seq) FROM records").fetchone()
         return int(row[0] or 0)
 
+    def kinds(self) -> set[str]:
+        """The kinds of record this store holds."""
+        return {k for (k,) in self._db.execute("SELECT DISTINCT kind FROM records")}
+
     def count(self, kind: str | None = None) -> int:
         if kind:
             row = self._db.execute("SELECT COUNT(*) FROM records WHERE kind = ?",

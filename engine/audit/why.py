@@ -9,6 +9,7 @@ from typing import Any
 from engine.audit.store import AuditStore, Record
 from engine.clock import recorded_clock
 from engine.evaluator import SafetyEvaluator
+from engine.ids import short
 from engine.policy.loader import policy_set_from_texts
 from engine.policy.model import PolicySet, Rule
 from engine.policy.problems import PolicyError
@@ -122,13 +123,13 @@ def _decision(store: AuditStore, record: Record) -> tuple[list[str], dict[str, A
             lines.extend(_rule_detail(policy_set, f["rule"], d, indent="    "))
     versions = ", ".join(f"{k} {v}" for k, v in d.get("policy_set", {}).get("policies",
                                                                              {}).items())
-    lines.append(f"Policy set {policy_hash[:16]}: {versions}")
+    lines.append(f"Policy set {short(policy_hash)}: {versions}")
     if activation is not None:
         lines.append(f"  activated {activation.ts} by {activation.body.get('activated_by')} "
                      f"on {activation.body.get('host')} (audit record {activation.seq})")
     else:
         lines.append("  no activation record for this policy set in the store")
-    lines.append("Facts (hash " + str(d.get("facts_hash", ""))[:16] + "): "
+    lines.append("Facts (hash " + short(str(d.get("facts_hash", ""))) + "): "
                  + ", ".join(f"{k}={v}" for k, v in facts.items()
                              if k not in ("ts", "symbol")))
     replay = _replay(policy_set, facts, d)

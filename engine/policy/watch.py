@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar, cast, overload
 
+from engine.ids import short
 from engine.policy.loader import discover, policy_set_from_texts
 from engine.policy.model import PolicySet
 from engine.policy.problems import PolicyError, Position, Problem
@@ -180,7 +181,7 @@ class PolicyWatcher(Generic[T]):
         self.current = compiled
         self.policy_set = policy_set
         versions = ", ".join(f"{p.name} {p.version}" for p in policy_set.policies)
-        message = f"policy set {policy_set.hash[:12]} activated: {versions}"
+        message = f"policy set {short(policy_set.hash)} activated: {versions}"
         if gone:
             message += ("; removed by an explicit activation: "
                         + ", ".join(str(m) for m in gone))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from engine.ids import short
 from engine.monitoring.summary.years import NOTABLE_YEARS
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def render_lines(s: RunSummary) -> list[str]:
     lines.append(f"  started {s.started_at or '-'}, finished {s.finished_at or 'not recorded'}")
     lines.append(f"  facts {s.facts_file or '-'}, portfolio {s.portfolio_file or '-'}")
     policies = ", ".join(f"{n} {v}" for n, v in s.policies) or "-"
-    lines.append(f"  policies {policies} (hash {(s.policy_hash or '-')[:16]})")
+    lines.append(f"  policies {policies} (hash {short(s.policy_hash or '-')})")
     lines.append(f"  symbols {', '.join(s.symbols) or '-'}; initial cash {money(s.initial_cash)}")
     lines.append(f"  days {s.days} ({_day(s.first_day)} .. {_day(s.last_day)})")
     lines.append(f"  approval rule: {s.approval_rule or 'not recorded'}")
