@@ -48,6 +48,15 @@ def person_name(user: str) -> str:
     return name if name[:1].isalpha() else f"user-{name}"[:63]
 
 
+def local_access_text(user: str) -> str:
+    """An access policy naming OS user `user` as the one person, with every role."""
+    name = person_name(user)
+    if is_reserved(name):
+        fail(f"OS user '{user}' would be the reserved system name '{name}': write the access "
+             "policy by hand")
+    return _TEMPLATE.format(user=user, name=name)
+
+
 @app.command("init")
 def init(out_path: Annotated[str, typer.Option("--out", metavar="FILE",
                                                help="Where to write it.")] = LOCAL_ACCESS,
@@ -64,12 +73,10 @@ def init(out_path: Annotated[str, typer.Option("--out", metavar="FILE",
             fail(f"{path} exists and is not a valid access policy: {e.problems[0]}")
         out.print(f"{path}: kept as it is")
         return
+    text = local_access_text(user)
     name = person_name(user)
-    if is_reserved(name):
-        fail(f"OS user '{user}' would be the reserved system name '{name}': write the access "
-             "policy by hand")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_TEMPLATE.format(user=user, name=name), encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     out.print(f"{path}: {name} (OS user {user}) holds trader, approver, risk and admin")
 
 

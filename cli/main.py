@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
 import typer
 
@@ -12,7 +14,9 @@ from cli import (
     activate_cmd,
     audit_cmds,
     backend_cmds,
+    catalogue_cmd,
     exec_cmds,
+    init_cmd,
     monitor_cmds,
     order_cmds,
     policy_cmds,
@@ -29,11 +33,32 @@ app = typer.Typer(
     name="fugger",
     help="FuggerBot risk-policy engine: validate policies, decide on facts, audit decisions.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+def _version(value: bool) -> None:
+    if value:
+        try:
+            number = version("fuggerbot")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            number = "unknown"
+        write_lines(f"fugger {number}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """FuggerBot risk-policy engine: validate policies, decide on facts, audit decisions."""
+
+
 app.command("validate")(policy_cmds.validate)
+app.command("facts")(catalogue_cmd.facts)
+app.command("init")(init_cmd.init)
 app.command("eval")(policy_cmds.eval_cmd)
 app.command("explain")(policy_cmds.explain)
 app.command("test")(tooling_cmds.test_cmd)
@@ -60,7 +85,8 @@ app.add_typer(token_cmds.app, name="token")
 
 def main() -> None:
     try:
-        app()
+        # The name completion scripts and usage lines use, however the program was started.
+        app(prog_name="fugger")
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

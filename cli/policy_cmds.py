@@ -25,8 +25,9 @@ from cli.common import (
     out,
     print_problems,
 )
-from cli.plain import styled
+from cli.plain import styled, write_lines
 from cli.scale_cmds import ClusterOpt, WorkersOpt, client_for
+from engine.actions import Action
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.clock import Clock
 from engine.decision import Decision
@@ -53,20 +54,38 @@ InputFormatOpt = Annotated[str, typer.Option("--input-format", help="auto, json,
 
 
 def validate(
-    paths: Annotated[list[str], typer.Argument(metavar="PATH...",
-                                               help="Policy files or directories.")],
+    paths: Annotated[list[str] | None, typer.Argument(
+        metavar="PATH...", help="Policy files or directories (default policies).",
+        show_default=False)] = None,
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """Check policies: every problem at once, as FILE:LINE:COL: message. Exit 1 if any."""
+    paths = paths or ["policies"]
     files = discover(paths)
     try:
         ps = load_policy_set(paths)
     except PolicyError as e:
-        print_problems(e)
         n = len(e.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} in {len(files)} file(s)", file=sys.stderr)
+        if fmt is Format.json:
+            sys.stdout.write(json.dumps({
+                "valid": False, "files": len(files),
+                "problems": [{"file": p.pos.file, "line": p.pos.line, "column": p.pos.col,
+                              "message": p.message} for p in e.problems]}) + "\n")
+        else:
+            print_problems(e)
+            print(f"{n} problem{'s' if n != 1 else ''} in {len(files)} file(s)",
+                  file=sys.stderr)
         raise typer.Exit(EXIT_INVALID) from e
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps({
+            "valid": True, "files": len(files), "policy_set": ps.hash,
+            "policies": [{"path": p.path, "kind": p.kind, "name": p.name,
+                          "version": p.version, "rules": len(p.rules)}
+                         for p in ps.policies], "problems": []}) + "\n")
+        return
     for p in ps.policies:
-        out.print(f"ok  {p.path}  {p.kind} {p.name} {p.version}  ({len(p.rules)} rules)")
+        out.print(f"ok  {p.path}  {p.kind} {p.name} {p.version}  ({len(p.rules)} rules)",
+                  markup=False)
     out.print(f"policy set {short(ps.hash)}: {len(ps.policies)} policies valid")
 
 
@@ -82,6 +101,9 @@ def eval_cmd(
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
     workers: WorkersOpt = None,
     cluster: ClusterOpt = None,
+    fail_on_deny: Annotated[bool, typer.Option(
+        "--fail", help="Exit 1 when any decision is not allow (for scripts and CI), after "
+                       "every decision is recorded and shown.")] = False,
 ) -> None:
     """Decide every snapshot under the safety policies and record each decision.
 
@@ -106,6 +128,7 @@ def eval_cmd(
     # latest cycle it appeared in, the most restrictive of its snapshots there.
     cycle_id = new_id()
     on = clock_of(clock)
+    not_allowed = 0
     try:
         with client_for(workers, cluster) as client:
             # With a cluster, snapshots are decided there, partitioned by symbol, and come back
@@ -117,6 +140,7 @@ def eval_cmd(
                 from engine.scale.work import decide_spread
                 decided = decide_spread(client, ps, snaps, lambda s: s.data, on)
             for d, s in decided:
+                not_allowed += d.action is not Action.ALLOW
                 batch.append((d, s))
                 size += s.size
                 if len(batch) >= BATCH or size >= BATCH_BYTES:
@@ -128,6 +152,9 @@ def eval_cmd(
         fail(f"{e}; decisions after the last committed batch were not recorded")
     finally:
         store.close()
+    if fail_on_deny and not_allowed:
+        write_lines(f"{not_allowed} of {snaps.count} decision(s) not allow", sys.stderr)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def _record_and_show(store: AuditStore, batch: list[tuple[Decision, SourcedSnapshot]],
