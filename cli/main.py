@@ -16,6 +16,7 @@ from cli import (
     backend_cmds,
     catalogue_cmd,
     exec_cmds,
+    fmt_cmd,
     init_cmd,
     monitor_cmds,
     order_cmds,
@@ -59,6 +60,7 @@ def _root(
 app.command("validate")(policy_cmds.validate)
 app.command("facts")(catalogue_cmd.facts)
 app.command("init")(init_cmd.init)
+app.command("fmt")(fmt_cmd.fmt)
 app.command("eval")(policy_cmds.eval_cmd)
 app.command("explain")(policy_cmds.explain)
 app.command("test")(tooling_cmds.test_cmd)
