@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -203,6 +204,9 @@ def load_snapshots(facts: str, *, input_format: str = "auto",
 def load_book_file(path: str) -> Book:
     """The book of a portfolio file, or exit 1 with every problem at its position."""
     from engine.portfolio.book import BookError, load_book
+    if os.path.isdir(path):
+        fail(f"{path}: is a directory; give a book file (YAML or JSON with cash and "
+             "positions), e.g. examples/portfolio.yaml")
     try:
         return load_book(path)
     except BookError as e:

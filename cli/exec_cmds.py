@@ -78,6 +78,9 @@ def paper_init(
     access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
     """Create the paper account (the admin role; recorded in the audit store)."""
+    if Path(broker).exists() and not force:
+        fail(f"{broker}: a paper account already exists; pass --force to replace it (its "
+             "cash, positions and orders are lost)")
     held = dict(load_book_file(positions).positions) if positions else {}
     tradable = [s.strip() for s in symbols.split(",") if s.strip()] if symbols else None
     with _store(audit) as store:

@@ -49,15 +49,17 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Write over the files of an earlier "
                                                         "fugger init in DIR.")] = False,
 ) -> None:
-    """Write a policy set with its test cases (policies/, and old/ to diff against), an
-    access policy naming you with every role (policies/access.yaml), sample snapshots dated
-    now (snap.jsonl, latest.jsonl), a book (book.yaml) and the sample history
-    (examples/): every command of the README tour then runs in DIR."""
+    """Write a directory in which every command of the README tour runs.
+
+    A policy set with its test cases (policies/, and old/ to diff against), an access policy
+    naming you with every role (policies/access.yaml), sample snapshots dated now
+    (snap.jsonl, latest.jsonl), a book (book.yaml), the sample history (examples/) and the
+    JSON schemas editors read (schemas/)."""
     source = shipped("policies")
     if source is None:
         fail("the shipped policies are missing from this installation")
     targets = [directory / n for n in ("policies", "old", "snap.jsonl", "latest.jsonl",
-                                       "book.yaml", "examples")]
+                                       "book.yaml", "examples", "schemas")]
     present = [t for t in targets if t.exists()]
     if present and not force:
         fail(f"{directory} already holds {', '.join(str(p) for p in present)}; pass --force "
@@ -71,6 +73,9 @@ def init(
         shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__"))
         (dest / "access.yaml").write_text(access, encoding="utf-8")
     shutil.rmtree(directory / "old" / "tests", ignore_errors=True)
+    schemas = shipped("schemas")
+    if schemas is not None:  # where the policies' yaml-language-server line points
+        shutil.copytree(schemas, directory / "schemas", dirs_exist_ok=True)
     now = utc_now().replace(microsecond=0)
     ts = format_utc(now)
     _write_snapshots(directory / "snap.jsonl", _SNAP, ts)

@@ -260,7 +260,7 @@ def test_first_build_on_an_empty_book(ran: dict[str, Ran]) -> None:
     r = doc["rebalance"]
     assert r["triggered"] is True
     assert r["rule"] == "first-build"
-    assert r["reason"] == "The book holds nothing yet"
+    assert r["reason"] == "The book holds nothing yet (book_empty true)"
     assert r["source"] == rule_source("first-build")
     assert r["facts"]["book_empty"] is True
     assert doc["weights"] == {"CASH": 1.0}
@@ -311,7 +311,8 @@ def test_calendar_rebalance_after_a_quarter(ran: dict[str, Ran]) -> None:
     assert r["source"] == rule_source("calendar-rebalance")
     assert r["fired"] == ["calendar-rebalance"]
     assert r["facts"]["days_since_rebalance"] == 91
-    assert r["reason"] == "A quarter has passed since the last rebalance"
+    assert r["reason"] == ("A quarter has passed since the last rebalance "
+                           "(days_since_rebalance 91)")
 
 
 def test_no_trigger_inside_the_bands(ran: dict[str, Ran]) -> None:

@@ -80,7 +80,7 @@ def parse_policy_text(path: str, text: str) -> YamlDocument:
     except DuplicateKeyError as e:
         raise PolicyError([_marked(path, e, _duplicate_message(e))]) from e
     except MarkedYAMLError as e:
-        raise PolicyError([_marked(path, e, _yaml_message(e))]) from e
+        raise PolicyError([_marked(path, e, _yaml_message(e, text))]) from e
     except YAMLError as e:
         raise PolicyError([Problem(Position(path, 1, 1), f"YAML error: {e}")]) from e
     if data is None:
@@ -149,7 +149,7 @@ def _refuse_unsafe_constructs(path: str, text: str) -> None:
             if len(problems) >= 50:
                 break
     except MarkedYAMLError as e:
-        raise PolicyError([_marked(path, e, _yaml_message(e))]) from e
+        raise PolicyError([_marked(path, e, _yaml_message(e, text))]) from e
     except YAMLError as e:
         raise PolicyError([Problem(Position(path, 1, 1), f"YAML error: {e}")]) from e
     if problems:
@@ -207,7 +207,16 @@ def _marked(path: str, e: MarkedYAMLError, message: str) -> Problem:
     return Problem(Position(path, mark.line + 1, mark.column + 1), message)
 
 
-def _yaml_message(e: MarkedYAMLError) -> str:
+#: An operator written bare after `op:`: YAML reads `>` as a folded block and `<`, `=` or `!`
+#: at the start of a value as syntax, so the parser's own words do not say what to do.
+_BARE_OPERATOR = re.compile(r"\bop:\s*(?P<op>[<>=!]+)")
+#: What the parser says when a line is indented wrongly.
+_INDENTATION = ("expected <block end>", "mapping values are not allowed",
+                "could not find expected ':'", "did not find expected key",
+                "did not find expected '-'", "expected a block")
+
+
+def _yaml_message(e: MarkedYAMLError, source: str) -> str:
     problem = (e.problem or "").strip()
     context = (e.context or "").strip()
     if "\\t" in problem or "tab" in problem:
@@ -215,6 +224,16 @@ def _yaml_message(e: MarkedYAMLError) -> str:
     text = f"YAML syntax error: {problem}" if problem else "YAML syntax error"
     if context:
         text += f" ({context})"
+    mark = e.problem_mark or e.context_mark
+    lines = source.split("\n")
+    line = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+    bare = _BARE_OPERATOR.search(line)
+    if bare is not None:
+        return (f"{text}; quote the operator: write op: \"{bare['op']}\" (YAML reads a bare "
+                f"{bare['op']} as syntax)")
+    if mark is not None and any(k in f"{problem} {context}" for k in _INDENTATION):
+        return (f"{text}; check the indentation at line {mark.line + 1}: the keys of one "
+                "mapping start in the same column, a list's items at the same dash")
     return text
 
 

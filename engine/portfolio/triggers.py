@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.policy.model import Policy
+from engine.portfolio.drift import NEVER_REBALANCED_DAYS
 from engine.rules.compiled_policy import CompiledPolicy
+from engine.rules.reference import comparisons
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,23 @@ class RotationTriggers:
                            f"{p.detail}; nothing is traded", failed_closed=True)
         if outcome.fired:
             r = outcome.fired[0]
-            return Trigger(True, r.id, r.source, fired, facts, r.description or r.id)
+            return Trigger(True, r.id, r.source, fired, facts,
+                           f"{r.description or r.id} ({self._observed(r.id, facts)})")
         return Trigger(False, None, None, (), facts, "every weight is inside its band")
+
+    def _observed(self, rule_id: str, facts: Mapping[str, Any]) -> str:
+        """The values the rule read, so its description is never taken for what happened:
+        a calendar rule firing on a book with no rebalance on record says so."""
+        rule = next(r for r in self.policy.rules if r.id == rule_id)
+        shown = []
+        for c in comparisons(rule.when, facts):
+            value = c.observed
+            if c.leaf.fact == "days_since_rebalance" and value == NEVER_REBALANCED_DAYS:
+                shown.append("no rebalance on record")
+            else:
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                shown.append(f"{c.leaf.fact} {text}")
+        return ", ".join(dict.fromkeys(shown))
 
     def close(self) -> None:
         self._compiled.close()

@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from jsonschema.exceptions import ValidationError
 
+from engine.names import did_you_mean
 from engine.policy.problems import Problem
 from engine.policy.validate.wording import Path, at, show, type_name
 from engine.policy.yamlsource import YamlDocument
@@ -60,8 +61,9 @@ def _render(doc: YamlDocument, error: ValidationError) -> Iterator[Problem]:
                          key=True)
         return
     if kind == "enum":
-        options = ", ".join(str(o) for o in cast(list[object], error.validator_value))
-        yield at(doc, path, f"{where}: {show(value)} is not one of: {options}")
+        choices = [str(o) for o in cast(list[object], error.validator_value)]
+        yield at(doc, path, f"{where}: {show(value)} is not one of: {', '.join(choices)}"
+                            + _suggestion(value, choices))
         return
     if kind == "const":
         yield at(doc, path, f"{where}: must be {show(error.validator_value)}, "
@@ -127,3 +129,17 @@ def _type_text(t: object) -> str:
     if isinstance(t, list):
         return " or ".join(names.get(str(x), str(x)) for x in t)
     return names.get(str(t), str(t))
+
+
+def _suggestion(value: object, choices: list[str]) -> str:
+    """'; did you mean X?' for a misspelt choice; an operator written backwards (=>, =<)
+    is turned around."""
+    if not isinstance(value, str):
+        return ""
+    turned = value[::-1]
+    if len(value) == 2 and turned in choices:
+        return f"; did you mean {turned}?"
+    if value == "=" and "==" in choices:
+        return "; did you mean ==?"
+    hint = did_you_mean(value, choices)
+    return f"; {hint}" if hint else ""
