@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import Format, check_day_range, day_option, fail, out, refuse_unknown
+from cli.common import EXIT_USAGE, Format, check_day_range, day_option, fail, out, refuse_unknown
 from cli.plain import write_lines
 from engine.audit.checkpoint import (
     DEFAULT_KEY,
@@ -132,17 +132,33 @@ def summary(r: Record) -> str:
     return str(text) if text else json.dumps(b, default=str)[:100]
 
 
+def _lookup(store: AuditStore, text: str, audit: str) -> list[Record]:
+    """The records about what a person typed: a whole ref, a record number, or a unique
+    prefix of a ref (the short form tables show). An ambiguous prefix exits 2 listing the
+    candidates. Display only: nothing that decides or writes resolves ids this way."""
+    rows = store.lookup(text)
+    if rows:
+        return rows
+    refs = store.refs_starting(text, limit=11)
+    if len(refs) == 1:
+        return store.find(refs[0])
+    if len(refs) > 1:
+        listing = "\n".join(f"  {r}" for r in refs[:10]) + ("\n  ..." if len(refs) > 10 else "")
+        fail(f"{text!r} is the start of more than one id in {audit}; give more of it:\n"
+             f"{listing}", EXIT_USAGE)
+    fail(f"no record with id {text!r} in {audit}")
+
+
 @app.command("show")
 def show(
-    record_id: Annotated[str, typer.Argument(metavar="ID", help="Decision id, order id, "
-                                                                "policy hash or record seq.")],
+    record_id: Annotated[str, typer.Argument(
+        metavar="ID", help="Decision id, order id, policy hash (or a unique start of one, "
+                           "e.g. the short hash tables show) or record seq.")],
     audit: AuditOpt = DEFAULT_PATH,
 ) -> None:
     """Every record about ID, as stored (JSON)."""
     with _open(audit) as store:
-        rows = store.lookup(record_id)
-    if not rows:
-        fail(f"no record with id {record_id!r} in {audit}")
+        rows = _lookup(store, record_id, audit)
     for r in rows:
         doc: dict[str, Any] = {"seq": r.seq, "kind": r.kind, "ref": r.ref, "recorded": r.ts,
                                "hash": r.hash, "prev_hash": r.prev_hash, "body": r.body}
@@ -151,16 +167,16 @@ def show(
 
 @app.command("why")
 def why(
-    record_id: Annotated[str, typer.Argument(metavar="ID", help="A decision id or order id.")],
+    record_id: Annotated[str, typer.Argument(
+        metavar="ID", help="A decision id, order id or policy hash, or a unique start of "
+                           "one.")],
     audit: AuditOpt = DEFAULT_PATH,
     fmt: FormatOpt = Format.text,
 ) -> None:
     """Which rule decided, under which policy version, on which values; the decision is
     re-evaluated from the recorded policy text and facts to show it is reproducible."""
     with _open(audit) as store:
-        rows = store.lookup(record_id)
-        if not rows:
-            fail(f"no record with id {record_id!r} in {audit}")
+        rows = _lookup(store, record_id, audit)
         try:
             report = explain_record(store, rows)
         except ValueError as e:

@@ -29,7 +29,8 @@ from engine.policy.problems import PolicyError
 from engine.timeutil import TimestampError, parse_day
 
 # Piped output keeps ids whole and tables readable: rich would otherwise assume 80 columns.
-_WIDTH = None if sys.stdout.isatty() else 160
+# COLUMNS, when set, is the width asked for, piped or not.
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 if TYPE_CHECKING:
     from engine.portfolio.book import Book
 
@@ -43,6 +44,12 @@ EXIT_USAGE = 2
 class Format(enum.StrEnum):
     text = "text"
     json = "json"
+
+
+FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for "
+                                                            "programs (one object per line).")]
+PoliciesOpt = Annotated[str, typer.Option("--policies", "-p", metavar="DIR",
+                                          help="Directory (or file) of policy YAML files.")]
 
 
 class ClockName(enum.StrEnum):

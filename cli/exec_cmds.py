@@ -15,7 +15,9 @@ from cli.common import (
     ClockName,
     ClockOpt,
     Format,
+    FormatOpt,
     MaxSnapshotOpt,
+    PoliciesOpt,
     clock_of,
     fail,
     load_book_file,
@@ -96,7 +98,7 @@ def paper_init(
 
 @paper_app.command("show")
 def paper_show(broker: BrokerOpt = DEFAULT_BROKER,
-               fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+               fmt: FormatOpt = Format.text,
                orders: Annotated[int, typer.Option(help="How many recent orders.")] = 20) -> None:
     """Cash, positions and the latest orders of the paper account."""
     summary = _broker(broker).account_summary()
@@ -127,7 +129,7 @@ def paper_show(broker: BrokerOpt = DEFAULT_BROKER,
 def approvals_list(audit: AuditOpt = DEFAULT_PATH,
                    all_items: Annotated[bool, typer.Option("--all", help="Decided items "
                                                            "too.")] = False,
-                   fmt: Annotated[Format, typer.Option("--format")] = Format.text) -> None:
+                   fmt: FormatOpt = Format.text) -> None:
     """Orders waiting for approval (expired ones are rejected first, and recorded)."""
     with _store(audit, create=False) as store:
         approvals.expire_due(store, wall_now())
@@ -221,12 +223,12 @@ def resume(by: ByOpt = "",
 
 
 def step(
-    policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR")] = "policies",
+    policies: PoliciesOpt = "policies",
     facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
                                        help="This cycle's snapshots, one per symbol.")] = "-",
     audit: AuditOpt = DEFAULT_PATH,
     broker: BrokerOpt = DEFAULT_BROKER,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
     clock: ClockOpt = ClockName.wall,
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,

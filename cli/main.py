@@ -17,6 +17,7 @@ from cli import (
     catalogue_cmd,
     exec_cmds,
     fmt_cmd,
+    help_format,  # noqa: F401  (flags show no <bool> in --help)
     init_cmd,
     monitor_cmds,
     order_cmds,

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import Format, fail, out
+from cli.common import Format, FormatOpt, fail, out
 from cli.plain import write_lines
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.monitoring.alert import Severity
@@ -43,7 +43,7 @@ def alerts(
                                         "critical.")] = None,
     run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID",
                                             help="Only alerts of this run.")] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """The alerts recorded in the audit store, oldest first (the last 20 unless --all)."""
     floor = Severity.parse(severity.value) if severity is not None else Severity.INFO
@@ -85,7 +85,7 @@ def report(
     = None,
     out_dir: Annotated[str | None, typer.Option("--out", metavar="DIR",
                                                 help="Also write DIR/report.html.")] = None,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
 ) -> None:
     """Summarise a run from the audit store alone; with --out, also write the HTML report."""
     with _open(audit) as store:

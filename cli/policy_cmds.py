@@ -84,8 +84,7 @@ def validate(
                          for p in ps.policies], "problems": []}) + "\n")
         return
     for p in ps.policies:
-        out.print(f"ok  {p.path}  {p.kind} {p.name} {p.version}  ({len(p.rules)} rules)",
-                  markup=False)
+        write_lines(f"ok  {p.path}  {p.kind} {p.name} {p.version}  ({len(p.rules)} rules)")
     out.print(f"policy set {short(ps.hash)}: {len(ps.policies)} policies valid")
 
 

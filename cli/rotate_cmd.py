@@ -14,7 +14,9 @@ from cli.common import (
     ClockName,
     ClockOpt,
     Format,
+    FormatOpt,
     MaxSnapshotOpt,
+    PoliciesOpt,
     clock_of,
     fail,
     load_book_file,
@@ -31,13 +33,13 @@ if TYPE_CHECKING:
 
 
 def rotate(
-    policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR")] = "policies",
+    policies: PoliciesOpt = "policies",
     facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
                                        help="The latest snapshot of every symbol.")] = "-",
     portfolio: Annotated[str, typer.Option(metavar="FILE", help="The book: cash, positions "
                                                                 "(shares), as_of.")] =
     "examples/portfolio.yaml",
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
     clock: ClockOpt = ClockName.wall,
     max_snapshot_bytes: MaxSnapshotOpt = DEFAULT_MAX_SNAPSHOT_BYTES,
 ) -> None:

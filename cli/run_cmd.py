@@ -88,7 +88,8 @@ def run(
                                                                    "one; differences are "
                                                                    "recorded, never acted "
                                                                    "on.")] = None,
-    slippage_bps: Annotated[float, typer.Option(min=0)] = 5.0,
+    slippage_bps: Annotated[float, typer.Option(
+        min=0, metavar="BPS", help="Price slippage of every paper fill, in basis points.")] = 5.0,
     metrics_points: Annotated[int, typer.Option(min=1, help="Points of history kept per "
                                                             "metric; older ones drop.")] =
     10_000,
@@ -99,8 +100,11 @@ def run(
     witness: Annotated[str | None, typer.Option(
         metavar="DIR", help="Take signed audit checkpoints into DIR (and to the sinks) every "
                             "--checkpoint-every records or --checkpoint-seconds.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(min=1)] = 1000,
-    checkpoint_seconds: Annotated[int, typer.Option(min=1)] = 3600,
+    checkpoint_every: Annotated[int, typer.Option(
+        min=1, metavar="N", help="With --witness: a checkpoint every N records.")] = 1000,
+    checkpoint_seconds: Annotated[int, typer.Option(
+        min=1, metavar="S", help="With --witness: a checkpoint at least every S seconds.")] =
+    3600,
     key: Annotated[str, typer.Option("--key", envvar="FUGGER_AUDIT_KEY", metavar="FILE",
                                      help="The checkpoint signing key.")] =
     "~/.config/fugger/audit.key",

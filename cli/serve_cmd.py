@@ -24,7 +24,8 @@ def serve(
     broker: Annotated[str, typer.Option("--broker", metavar="DB",
                                         help="The paper account file.")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535)] = 8700,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on.")] =
+    8700,
     sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
                                                                    "(YAML).")] = None,
     access: AccessOpt = DEFAULT_ACCESS,

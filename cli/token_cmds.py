@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cli.common import Format, fail, out
+from cli.common import Format, FormatOpt, fail, out
 from cli.identity import DEFAULT_ACCESS, AccessOpt, authorised
 from cli.plain import write_lines
 from engine.access.loading import load_access
@@ -60,7 +60,7 @@ def create_cmd(
 
 @app.command("list")
 def list_cmd(audit: AuditOpt = DEFAULT_PATH, access: AccessOpt = DEFAULT_ACCESS,
-             fmt: Annotated[Format, typer.Option("--format")] = Format.text) -> None:
+             fmt: FormatOpt = Format.text) -> None:
     """Every token ever created: holder, expiry, state (never the token itself)."""
     now = utc_now()
     with _store(audit) as store:

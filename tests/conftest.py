@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+
+# `fugger` sizes its output by COLUMNS when it is set, and a test worker may have it from its
+# terminal: output is as wide as a test asks (env=...), else the piped default.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 from typer.testing import CliRunner
 
 from cli.main import app

@@ -229,7 +229,7 @@ USAGE_ERRORS: list[tuple[str, ...]] = [
     ("eval", "--no-such-option"),
     ("no-such-command",),
     ("eval", "--input-format", "xml", "--facts", "f.jsonl"),
-    ("validate",),
+    ("audit", "list", "--from", "yesterday"),
 ]
 
 

@@ -341,6 +341,16 @@ class AuditStore:
                                    "records WHERE seq = ?", (int(text),)))
         return rows
 
+    def refs_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to `limit` distinct refs that start with `prefix`, in order: how `lookup`'s
+        callers resolve a short id a person typed. For display only, like `lookup`."""
+        if not prefix:
+            return []
+        # A range on the ref index: LIKE would need its wildcards escaped in `prefix`.
+        return [ref for (ref,) in self._db.execute(
+            "SELECT DISTINCT ref FROM records WHERE ref >= ? AND ref < ? ORDER BY ref LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit))]
+
     def activation(self, policy_hash: str) -> Record | None:
         return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
                                "WHERE kind = 'policy_activation' AND ref = ? "

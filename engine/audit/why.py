@@ -78,9 +78,29 @@ def _controls_lines(policy_set: PolicySet | None, c: dict[str, Any]) -> list[str
     return lines
 
 
+def _activation_lines(r: Record) -> list[str]:
+    """A policy activation: which set, who put it in force, for what, and its policies."""
+    b = r.body
+    scope = b.get("scope") or "-"
+    run = f" run {b['run_id']}" if b.get("run_id") else ""
+    lines = [f"policy_activation of set {short(r.ref)} at {r.ts} by {b.get('activated_by')} "
+             f"(scope {scope}{run}" + (", explicit" if b.get("explicit") else "") + ")"]
+    if b.get("reason"):
+        lines.append(f"  reason: {b['reason']}")
+    for p in b.get("policies", ()):
+        lines.append(f"  {p.get('kind')} {p.get('name')} {p.get('version')}  {p.get('path')}"
+                     f"  (hash {short(str(p.get('hash', '')))})")
+    for m in b.get("removed", ()):
+        lines.append(f"  removed: {m.get('kind')} {m.get('name')}  {m.get('path')}")
+    return lines
+
+
 def _event_lines(records: Sequence[Record]) -> list[str]:
     lines = []
     for r in records:
+        if r.kind == "policy_activation":
+            lines.extend(_activation_lines(r))
+            continue
         b = r.body
         rule = b.get("rule") or "-"
         status = b.get("status") or r.kind
