@@ -7,6 +7,7 @@ import functools
 import json
 import sys
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -130,7 +131,7 @@ def run(
 
     check_day_range(start, end)
     ps = load_policies([policies])
-    approved = _approved_rules(approve_rules, ps)
+    approved = approved_rules(approve_rules, [ps])
     candidate = None
     if shadow:
         from engine.shadow_run import ShadowRun
@@ -235,13 +236,13 @@ def run(
     store.close()
 
 
-def _approved_rules(given: str | None, ps: PolicySet) -> frozenset[str]:
-    """The approval rules the declared approver approves; a rule id the policy set does not
-    have is a usage error naming the nearest ones (it would approve nothing, unseen)."""
+def approved_rules(given: str | None, sets: Iterable[PolicySet]) -> frozenset[str]:
+    """The approval rules the declared approver approves; a rule id no policy set has is a
+    usage error naming the nearest ones (it would approve nothing, unseen)."""
     names = frozenset(r.strip() for r in (DEFAULT_APPROVED if given is None else given)
                       .split(",") if r.strip())
     if given is not None:
-        known = [r.id for p in ps.of_kind("ApprovalPolicy") for r in p.rules]
+        known = [r.id for ps in sets for p in ps.of_kind("ApprovalPolicy") for r in p.rules]
         refuse_unknown("--approve-rules", sorted(names), known, "approval rule")
     return names
 

@@ -10,9 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.common import EXIT_USAGE, Format, MaxSnapshotOpt, fail, load_policies
+from cli.common import (
+    EXIT_USAGE,
+    Format,
+    MaxSnapshotOpt,
+    check_day_range,
+    day_option,
+    fail,
+    load_policies,
+)
 from cli.plain import write_lines
-from cli.run_cmd import DEFAULT_APPROVED
+from cli.run_cmd import DEFAULT_APPROVED, approved_rules
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES, FactsError, FactsInput
 from engine.history import History
 from engine.scale.cluster import ClusterError, open_client
@@ -52,13 +60,17 @@ def sweep(
                                        help="Snapshots of every day, in time order.")],
     portfolio: Annotated[str, typer.Option(metavar="FILE", help="The starting book.")] =
     "examples/portfolio.yaml",
-    start: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (YYYY-MM-DD).")] = None,
-    approve_rules: Annotated[str, typer.Option(
+    start: Annotated[str | None, day_option(
+        "--from", "First day replayed, by the snapshots' ts (UTC).")] = None,
+    end: Annotated[str | None, day_option("--to", "Last day replayed.")] = None,
+    approve_rules: Annotated[str | None, typer.Option(
+        metavar="RULES",
         help="Orders held by these approval rules are approved in the cycle that queued "
-             "them, as in fugger run.")] = DEFAULT_APPROVED,
+             f"them, as in fugger run. [default: {DEFAULT_APPROVED}]",
+        show_default=False)] = None,
     resume_after: Annotated[int, typer.Option(min=-1, help="As in fugger run.")] = 5,
-    slippage_bps: Annotated[float, typer.Option(min=0)] = 5.0,
+    slippage_bps: Annotated[float, typer.Option(
+        min=0, metavar="BPS", help="Price slippage of every paper fill, in basis points.")] = 5.0,
     commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
     workers: WorkersOpt = None,
     cluster: ClusterOpt = None,
@@ -75,7 +87,9 @@ def sweep(
     if len(policies) < 2:
         fail("a sweep compares at least two policy sets: give --policies twice or more",
              EXIT_USAGE)
+    check_day_range(start, end)
     sets = [(p, load_policies([p])) for p in policies]
+    approved = approved_rules(approve_rules, [ps for _, ps in sets])
     history = History(start, end)
     # Checked whole here, so a bad input is refused before any worker starts.
     try:
@@ -88,7 +102,7 @@ def sweep(
         fail(f"{facts}: no snapshot in the chosen days")
     settings = SweepSettings(
         facts=facts, portfolio=portfolio, start=start, end=end,
-        approve_rules=frozenset(r.strip() for r in approve_rules.split(",") if r.strip()),
+        approve_rules=approved,
         resume_after=None if resume_after < 0 else resume_after, slippage_bps=slippage_bps,
         commission_per_share=commission)
     with client_for(workers, cluster) as client:

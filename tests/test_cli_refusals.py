@@ -3,6 +3,7 @@ rule ids and facts are named, with the nearest known names, and nothing is done.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,11 @@ SNAP = ('{"ts": "2024-01-02T21:00:00Z", "symbol": "SPY", "drift": 0.1, "volatili
         '"coherence": 0.9, "frs": 0.9, "meta_reliability": 0.9}\n')
 
 
+def _unboxed(text: str) -> str:
+    """A usage error's text without the box and line breaks it is drawn with."""
+    return re.sub(r"[\s│]+", " ", text)
+
+
 def test_an_impossible_day_stops_a_replay_before_it_starts(run_cli: RunCli, db: Path) -> None:
     proc = run_cli("run", "--from", "2008-13-01", "--audit", str(db))
     assert proc.returncode == 2
@@ -21,14 +27,17 @@ def test_an_impossible_day_stops_a_replay_before_it_starts(run_cli: RunCli, db: 
     assert not db.exists()
 
 
-@pytest.mark.parametrize("command", [("run",), ("audit", "list")])
+@pytest.mark.parametrize("command", [
+    ("run",), ("audit", "list"),
+    ("sweep", "-p", "policies", "-p", "policies", "-f", "examples/history.jsonl")])
 @pytest.mark.parametrize("flag", ["--from", "--to"])
 @pytest.mark.parametrize("day", ["2008-13-01", "yesterday", "2008-02-30", "2008-1-5"])
 def test_every_command_taking_days_refuses_what_is_not_one(
         invoke_cli: RunCli, db: Path, command: tuple[str, ...], flag: str, day: str) -> None:
-    proc = invoke_cli(*command, flag, day, "--audit", str(db))
+    extra = ("--audit", str(db)) if command[0] != "sweep" else ()
+    proc = invoke_cli(*command, flag, day, *extra)
     assert proc.returncode == 2, proc.stdout
-    assert f"'{day}' is not a day" in proc.stderr
+    assert f"'{day}' is not a day" in _unboxed(proc.stderr)
     assert not db.exists()
 
 
@@ -60,6 +69,10 @@ def test_an_unknown_approval_rule_is_named_with_the_nearest(invoke_cli: RunCli,
             in proc.stderr)
     assert "new-symbol-approval'" not in proc.stderr  # the known one is not blamed
     assert not db.exists()
+    swept = invoke_cli("sweep", "-p", "policies", "-p", "policies", "-f",
+                       "examples/history.jsonl", "--approve-rules", "large-order-aproval")
+    assert swept.returncode == 2
+    assert "did you mean large-order-approval" in swept.stderr
     bogus = invoke_cli("run", "--approve-rules", "bogus-rule", "--audit", str(db))
     assert bogus.returncode == 2
     assert "unknown approval rule 'bogus-rule'" in bogus.stderr
