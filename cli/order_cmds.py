@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_USAGE, Format, fail, load_policies, load_snapshots, out
+from cli.common import (
+    EXIT_USAGE,
+    Format,
+    FormatOpt,
+    PoliciesOpt,
+    fail,
+    load_policies,
+    load_snapshots,
+    out,
+)
 from cli.exec_cmds import DEFAULT_BROKER, AuditOpt, BrokerOpt, _broker, _store
 from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
 from engine.audit.store import DEFAULT_PATH
@@ -23,7 +32,8 @@ class SideOpt(StrEnum):
 
 def order(
     symbol: Annotated[str, typer.Option("--symbol", help="The symbol to trade.")],
-    side: Annotated[SideOpt, typer.Option("--side", case_sensitive=False)],
+    side: Annotated[SideOpt, typer.Option("--side", case_sensitive=False,
+                                          help="BUY or SELL.")],
     shares: Annotated[int, typer.Option("--shares", min=1, help="Whole shares.")],
     price: Annotated[float, typer.Option("--price", help="The order's price (its limit with "
                                                          "--limit).")],
@@ -34,10 +44,10 @@ def order(
                                               help="Snapshots to judge it by (default: the "
                                                    "latest recorded one of each "
                                                    "symbol).")] = None,
-    policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR")] = "policies",
+    policies: PoliciesOpt = "policies",
     audit: AuditOpt = DEFAULT_PATH,
     broker: BrokerOpt = DEFAULT_BROKER,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
     """Send one order through the same gate as the bot's: rails (on the wall clock), trading
@@ -99,7 +109,7 @@ def kill(
     by: ByOpt = "",
     audit: AuditOpt = DEFAULT_PATH,
     broker: BrokerOpt = DEFAULT_BROKER,
-    fmt: Annotated[Format, typer.Option("--format")] = Format.text,
+    fmt: FormatOpt = Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:
     """The kill function (the risk role): in one decision cancel the matching open orders and
