@@ -123,7 +123,7 @@ def test_a_test_case_naming_an_unknown_fact_or_rule_is_an_error(invoke_cli: RunC
     assert any(line.startswith(f"{cases}:2:5: case 'misspelt': facts: 'drift' is not a fact")
                and "did you mean drift_score" in line for line in lines)
     assert any("expect.rule: no policy of the set has a rule 'drift-spike-hal'; did you mean "
-               "drift-spike-halt?" in line for line in lines)
+               "drift-spike-halt" in line for line in lines)
     assert any(f"{cases}:5:5:" in line and "'fact-missing:drift' names no fact" in line
                for line in lines)
     assert not any("case 'fine'" in line for line in lines)
