@@ -182,6 +182,33 @@ def test_a_trader_sees_no_approve_button_and_the_api_refuses_him(
     assert ("tim", "login") in {(b["by"], b["action"]) for b in refused}
 
 
+def test_a_kill_from_the_page_withdraws_what_waits_until_a_person_resumes(
+        server: Server, browser: Browser) -> None:
+    with FuggerClient(server.url, server.tokens["tim"]) as bot:
+        snap = {"ts": format_utc(utc_now()), "symbol": "KIL", "price": 100.0,
+                "volatility": 0.2, "expected_return": 0.05, "drift_score": 0.1,
+                "coherence": 0.8, "frs": 0.8, "meta_reliability": 0.8}
+        bot.decide([snap])
+        [held] = bot.submit([OrderIn("KIL", "BUY", 3000, 100.0, "tim-kil")])
+        assert held.held
+    tim = logged_in(browser, server, "tim")
+    expect(tim.locator("#kill")).to_be_hidden()  # a trader holds no kill right
+    tim.context.close()
+    rita = logged_in(browser, server, "rita")
+    rita.fill("#kill-reason", "the bot sends nonsense")
+    rita.once("dialog", lambda dialog: dialog.accept())
+    rita.click("#kill")
+    expect(rita.locator("#state")).to_have_text("HALTED")
+    with AuditStore(server.audit) as store:
+        (record,) = [r.body for r in store.iter_records("kill")]
+    assert (record["by"], record["reason"]) == ("rita", "the bot sends nonsense")
+    assert "tim-kil" in record["approvals"]
+    rita.fill("#resume-reason", "bot restarted and checked")
+    rita.click("#resume")
+    expect(rita.locator("#state")).to_have_text("ACTIVE")
+    rita.context.close()
+
+
 def test_the_page_ships_with_the_service_and_loads_nothing_from_elsewhere(
         server: Server) -> None:
     with server.client() as c:

@@ -72,6 +72,7 @@ async function overview() {
   $("state-since").textContent = ts.since || "";
   $("state-reason").textContent = (ts.rule ? ts.rule + ": " : "") + (ts.reason || "");
   $("resume-form").hidden = !(ts.state !== "ACTIVE" && may("resume"));
+  $("kill-form").hidden = !may("kill");
   const latest = Object.entries(st.latest).sort((a, b) => a[0].localeCompare(b[0]));
   fill("latest-rows", latest.map(([sym, d]) => row([sym, el("span", d.action, "action " + d.action),
                                                d.rule || "", d.ts, whyLink(d.decision_id),
@@ -314,6 +315,19 @@ async function resume(ev) {
   } catch (e) { showError(e); }
 }
 
+async function kill(ev) {
+  ev.preventDefault();
+  // The kill withdraws everything at once: the person confirms before it is sent.
+  if (!window.confirm("Cancel every open order and pending approval and halt the whole book?")) {
+    return;
+  }
+  try {
+    await api("POST", "/v1/kill", {all: true, reason: $("kill-reason").value});
+    $("kill-reason").value = "";
+    await render();
+  } catch (e) { showError(e); }
+}
+
 document.addEventListener("DOMContentLoaded", async () => {
   $("login-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -330,6 +344,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     try { await api("POST", "/ui/logout"); } finally { showLogin(); }
   });
   $("resume-form").addEventListener("submit", resume);
+  $("kill-form").addEventListener("submit", kill);
   $("decision-filter").addEventListener("submit", (ev) => { ev.preventDefault(); render(); });
   $("diff-form").addEventListener("submit", policyDiff);
   window.addEventListener("hashchange", render);
