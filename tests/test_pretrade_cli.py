@@ -324,3 +324,17 @@ def test_reduce_only_lets_a_sale_out_and_latches_until_re_enabled(desk: Desk) ->
     assert _state(desk)["state"] == "ACTIVE"
     after = desk.order("BUY", 1, 100.0)
     assert after["status"] in ("filled", "pending_approval"), (after["rule"], after["reason"])
+
+
+def test_audit_why_of_an_order_the_policy_denied_shows_its_rule_and_facts(desk: Desk) -> None:
+    desk.account(999_900, {"AAA": 1})
+    doc = desk.order("SELL", 1, 105.01)
+    assert doc["rule"] == "price-collar"
+    proc = desk.run("audit", "why", doc["client_id"], "--audit", desk.audit)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    (head,) = [line for line in lines if line.startswith("Order policy ")]
+    assert head.startswith("Order policy pretrade-controls: DENY by rule price-collar at "
+                           "policies/pretrade.yaml:")
+    assert any("price_deviation" in line and "-> true" in line for line in lines)
+    assert "[" not in head  # plain text: no markup reaches the reader

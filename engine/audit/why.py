@@ -63,8 +63,8 @@ def explain_record(store: AuditStore, rows: Sequence[Record]) -> WhyReport:
 def _controls_lines(policy_set: PolicySet | None, c: dict[str, Any]) -> list[str]:
     """What the order policy decided on the order: its deciding rule on the order and book
     facts the engine computed."""
-    lines = [f"Order policy {c.get('policy')}: [bold]{str(c.get('action')).upper()}[/bold] by "
-             f"rule [bold]{c.get('rule')}[/bold]"
+    lines = [f"Order policy {c.get('policy')}: {str(c.get('action')).upper()} by "
+             f"rule {c.get('rule')}"
              + (f" at {c['source']}" if c.get("source") else "")]
     for problem in c.get("problems") or ():
         lines.append(f"  could not be computed: {problem} (fails closed)")
