@@ -373,6 +373,18 @@ def test_the_report_renders_in_a_browser_with_no_network(
     assert shown == figure(path.read_text(encoding="utf-8"), "book.cagr")
 
 
+def test_the_report_counts_denied_orders_by_rule(store: AuditStore, tmp_path: Path) -> None:
+    write_runs(store)
+    denied = [order(RUN_A, f"x-{i}", "denied") for i in range(3)]
+    for (_, _, body), rule in zip(denied, ["price-collar", "daily-loss-halt", "price-collar"],
+                                  strict=True):
+        body["rule"] = rule
+    store.append_many(denied)
+    page = write_report(store, tmp_path / "r").read_text(encoding="utf-8")
+    rows = dict((r[0], r[1]) for r in table_rows(page, "denials"))
+    assert rows["price-collar"] == "2" and rows["daily-loss-halt"] == "1"
+
+
 def test_the_report_figures_match_their_formulas(store: AuditStore, tmp_path: Path) -> None:
     rng = np.random.default_rng(11)
     store.append(*started(RUN_A, ["SP500"]))

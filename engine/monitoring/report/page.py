@@ -99,6 +99,8 @@ def render(s: RunSummary, d: RunData, sec: Sections,
         f"<p>{e(rebalance_text(s))}</p>",
         f"<h2>Orders ({s.orders})</h2>",
         _orders(s),
+        "<h3>Denied orders by rule</h3>",
+        _denials(s),
         "<h2>By year</h2>",
         f"<p>Notable years ({', '.join(str(y) for y in NOTABLE_YEARS)}) are highlighted. "
         "Symbol-days per action; book days by the book's worst action.</p>",
@@ -211,6 +213,13 @@ def _orders(s: RunSummary) -> str:
     return table(["status", "orders that reached it", "orders whose last status it is"],
                  [[status_label(st), str(n), str(final.get(st, 0))]
                   for st, n in s.orders_by_status])
+
+
+def _denials(s: RunSummary) -> str:
+    """Which rule denied how many orders: the rails, the order policy's controls and the
+    trading state alike, each by its own rule id."""
+    return (table(["rule", "orders denied"], [[r, str(n)] for r, n in s.denials_by_rule],
+                  table_id="denials") if s.denials_by_rule else "<p>No order was denied.</p>")
 
 
 def _alerts(s: RunSummary, d: RunData) -> list[str]:
