@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -166,6 +166,25 @@ def read_fact(snapshot: Snapshot, name: str, max_age: timedelta | None,
 def entry_as_of(snapshot: Snapshot, name: str) -> str:
     entry = snapshot.raw.get(name)
     return str(entry.get("as_of")) if isinstance(entry, Mapping) else ""
+
+
+def quick_check(spec: FactSpec) -> Callable[[object], bool]:
+    """A cheap test for the plain cases of `spec`: a float or an int inside the range of a
+    number, an int inside the range of a count, a bool, a string of the allowed ones. It accepts
+    only values `type_problem` accepts; a value it does not accept takes the full check, which
+    says why (an evaluation reads every order's facts, so the common case must cost little)."""
+    if spec.type == "boolean":
+        return lambda v: type(v) is bool
+    if spec.type == "string":
+        choices = frozenset(spec.choices)
+        return lambda v: type(v) is str and (not choices or v in choices)
+    exact = float(MAX_EXACT_INT - 1)
+    lo = -exact if spec.minimum is None else max(-exact, spec.minimum)
+    hi = exact if spec.maximum is None else min(exact, spec.maximum)
+    if spec.type == "integer":  # a float must be whole: the full check says so
+        return lambda v: type(v) is int and lo <= v <= hi
+    # NaN fails both comparisons and the bounds are finite, so infinities fail too.
+    return lambda v: (type(v) is float or type(v) is int) and lo <= v <= hi
 
 
 def type_problem(spec: FactSpec, value: object) -> str:

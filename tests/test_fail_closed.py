@@ -14,8 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.actions import FAIL_CLOSED_FLOOR, Action, most_restrictive
+from engine.catalogue import CATALOGUE
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
+from engine.facts import quick_check, type_problem
 from engine.policy.loader import load_policy_set
 from engine.schemas import validator
 
@@ -432,3 +434,28 @@ def test_a_rule_engine_that_fails_mid_decision_fails_closed(write_policy: WriteP
         assert (finding.fact, finding.problem, finding.action) == ("*", "engine-error", action)
         assert "durable-rules" in finding.detail
         assert d.fired == ()
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(st.floats(), st.integers(min_value=-2**60, max_value=2**60),
+                       st.booleans(), st.none(), st.text(max_size=20),
+                       st.sampled_from(["allow", "halt", "wait_confirmation", 2**53 - 1, 2**53,
+                                        -(2**53), 0.5, 1.0, 1e16, math.inf, math.nan])),
+       name=st.sampled_from(sorted(CATALOGUE)))
+def test_the_quick_check_of_a_fact_accepts_only_what_the_full_check_accepts(
+        value: object, name: str) -> None:
+    """Order and approval facts take a quick check first (every order is judged); whatever it
+    lets through, the full check would have let through too."""
+    spec = CATALOGUE[name]
+    if quick_check(spec)(value):
+        assert type_problem(spec, value) == "", (name, value)
+
+
+def test_the_quick_check_leaves_the_unusual_to_the_full_check() -> None:
+    """Wrong types, NaN, infinities, out-of-range and inexact values are never quick."""
+    for name, bad in (("order_shares", 1.5), ("order_shares", True), ("order_shares", 2**53),
+                      ("price_deviation", math.nan), ("price_deviation", math.inf),
+                      ("price_deviation", -0.1), ("order_opens", 1), ("order_notional", "5"),
+                      ("safety_action", "sideways")):
+        assert not quick_check(CATALOGUE[name])(bad), (name, bad)
+        assert type_problem(CATALOGUE[name], bad) != "", (name, bad)

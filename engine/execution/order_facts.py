@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from engine.execution.activity import LOOK_BACK, EquityMarks, ExecutionLog
 from engine.execution.gate import OrderIntent
 
-MINUTE = timedelta(minutes=1)
-SECOND = timedelta(seconds=1)
+_LOOK_BACK_S = LOOK_BACK.total_seconds()
 
 
 @dataclass(frozen=True)
@@ -51,18 +50,18 @@ def _price(value: object) -> float | None:
 def order_facts(order: OrderIntent, book: BookView, log: ExecutionLog, marks: EquityMarks,
                 now: datetime) -> dict[str, Any]:
     """Every order and book fact that can be computed for `order` at `now`."""
+    recent = log.recent(order.symbol, order.side, order.shares, now)
+    since = recent.seconds_since_same
     facts: dict[str, Any] = {
         "order_shares": order.shares,
         "order_notional": order.notional,
         "order_opens": order.opens,
         # This order counts: the limit is on messages sent, and this would be one more.
-        "orders_last_minute": log.sent_within(now, MINUTE) + 1,
-        "orders_last_second": log.sent_within(now, SECOND) + 1,
-        "fills_same_symbol_last_minute": log.fills_within(order.symbol, now, MINUTE),
+        "orders_last_minute": recent.sent_last_minute + 1,
+        "orders_last_second": recent.sent_last_second + 1,
+        "fills_same_symbol_last_minute": recent.fills_last_minute,
+        "duplicate_order_seconds": _LOOK_BACK_S if since is None else min(since, _LOOK_BACK_S),
     }
-    since = log.seconds_since_same(order.symbol, order.side, order.shares, now)
-    facts["duplicate_order_seconds"] = (LOOK_BACK.total_seconds() if since is None
-                                        else min(since, LOOK_BACK.total_seconds()))
     reference = _price(book.prices.get(order.symbol))
     if reference is not None:
         facts["price_deviation"] = abs(order.price - reference) / reference

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.actions import OrderAction, most_restrictive_order
-from engine.policy.model import PolicySet, Scalar
+from engine.policy.model import PolicySet, Rule, Scalar
 from engine.rules.compiled_policy import CompiledPolicy
 
 KIND = "OrderPolicy"
@@ -53,6 +53,10 @@ class OrderPolicyEvaluator:
 
     def __init__(self, policy_set: PolicySet) -> None:
         self._compiled = tuple(CompiledPolicy(p) for p in policy_set.of_kind(KIND))
+        # Read once here: every order is judged, and an action's name is the same each time.
+        self._actions = {r.id: OrderAction(r.action) for c in self._compiled
+                         for r in c.policy.rules}
+        self._fail_closed = tuple(OrderAction(c.policy.fail_closed) for c in self._compiled)
 
     @property
     def active(self) -> bool:
@@ -66,19 +70,22 @@ class OrderPolicyEvaluator:
     def judge(self, facts: Mapping[str, Any]) -> OrderJudgement:
         if not self._compiled:
             return SEND
-        candidates: list[tuple[OrderAction, str, str, str | None, tuple[str, ...]]] = []
+        # (action, rule id, policy, the rule or the source text, fact problems). A rule's
+        # source is written out only for the deciding one: most fired rules are not asked.
+        candidates: list[tuple[OrderAction, str, str, Rule | str | None, tuple[str, ...]]] = []
         fired: list[str] = []
         observed: dict[str, Scalar] = {}
-        for c in self._compiled:
+        actions = self._actions
+        for c, fail_closed in zip(self._compiled, self._fail_closed, strict=True):
             outcome = c.evaluate(facts)
             observed.update(outcome.observed)
-            fired.extend(r.id for r in outcome.fired)
             if outcome.problems:
                 details = tuple(p.detail for p in outcome.problems)
-                candidates.append((OrderAction(c.policy.fail_closed), outcome.problems[0]
-                                   .rule_name, c.policy.name, outcome.deciding_source, details))
+                candidates.append((fail_closed, outcome.problems[0].rule_name, c.policy.name,
+                                   outcome.deciding_source, details))
             for r in outcome.fired:
-                candidates.append((OrderAction(r.action), r.id, c.policy.name, r.source, ()))
+                fired.append(r.id)
+                candidates.append((actions[r.id], r.id, c.policy.name, r, ()))
         if not candidates:
             return OrderJudgement(OrderAction.SEND, None, None, None, tuple(fired), (),
                                   observed)
@@ -87,7 +94,8 @@ class OrderPolicyEvaluator:
         # stronger reason), then rules in policy order.
         deciding = next((c for c in candidates if c[0] is action and c[4]),
                         next(c for c in candidates if c[0] is action))
-        _, rule, policy, source, problems = deciding
+        _, rule, policy, where, problems = deciding
+        source = where.source if isinstance(where, Rule) else where
         return OrderJudgement(action, rule, policy, source, tuple(fired), problems, observed)
 
     def close(self) -> None:

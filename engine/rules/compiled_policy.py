@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.catalogue import CATALOGUE
-from engine.facts import type_problem
+from engine.facts import quick_check, type_problem
 from engine.policy.model import Policy, Rule, Scalar
 from engine.rules.durable_backend import CompiledRules, EngineError, RuleSpec
 
@@ -61,11 +61,16 @@ class CompiledPolicy:
         self.policy = policy
         self._rules = CompiledRules(policy.name, [RuleSpec(r.id, r.when) for r in policy.rules])
         self.facts = self._rules.facts
+        self._checks = tuple((name, quick_check(CATALOGUE[name])) for name in self.facts)
 
     def evaluate(self, facts: Mapping[str, Any]) -> Outcome:
         values: dict[str, Scalar] = {}
         problems: list[FactProblem] = []
-        for name in self.facts:
+        for name, quick in self._checks:
+            value: Any = facts.get(name)
+            if quick(value):
+                values[name] = value
+                continue
             spec = CATALOGUE[name]
             if name not in facts or facts[name] is None:
                 problems.append(FactProblem(name, "missing", f"{name} is not known"))
@@ -80,7 +85,7 @@ class CompiledPolicy:
         except EngineError as e:
             problems.append(FactProblem("*", "engine-error", str(e)))
             ids = frozenset()
-        fired = tuple(r for r in self.policy.rules if r.id in ids)
+        fired = tuple(r for r in self.policy.rules if r.id in ids) if ids else ()
         return Outcome(self.policy, fired, tuple(problems), values)
 
     def close(self) -> None:

@@ -162,6 +162,8 @@ class CompiledRules:
                     text = repr(v)
                     if "e" in text:
                         text = _number(v, k)
+                elif type(v) is int and -_MAX_INT < v < _MAX_INT:  # a count, exactly
+                    text = str(v)
                 else:
                     text = _value(v, k)
                 parts.append(prefix[k] + text)
