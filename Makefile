@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench screenshots mutate clean
+.PHONY: setup demo test lint bench bench-replay screenshots mutate clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# fugger run over the shipped history, this checkout against the round-1 code (built from git
+# in a temporary worktree with its own venv), interleaved; slow (tens of minutes on a busy
+# machine), so not part of `make bench`. REPLAY_ARGS adds e.g. --ref main --rounds 5.
+bench-replay: $(STAMP)
+	$(BIN)/python -m benchmarks.replay $(REPLAY_ARGS)
 
 # The dashboard's four main pages as PNGs in docs/ (needs the system's chromium).
 screenshots: $(STAMP)

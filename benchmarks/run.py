@@ -229,6 +229,10 @@ def run(n: int, repeats: int, chunk: int, out: Path) -> dict[str, Any]:
     print("API: POST /v1/decide of fugger serve ...", file=sys.stderr)
     results["api"] = api.bench(requests=1000, clients=4)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if out.exists():  # the replay's figures are `make bench-replay`'s: kept
+        kept = json.loads(out.read_text(encoding="utf-8")).get("replay")
+        if kept is not None:
+            results["replay"] = kept
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
