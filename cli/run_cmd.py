@@ -58,8 +58,9 @@ class Engine(enum.StrEnum):
 
 def run(
     policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR",
-                                          help="The policy set; watched and reloaded between "
-                                               "two days when a file changes.")] = "policies",
+                                          help="The policy set; checked every 20 days and "
+                                               "reloaded between two days when a file "
+                                               "changed.")] = "policies",
     facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
                                        help="Snapshots of every day (JSONL, JSON or CSV).")] =
     "examples/history.jsonl",

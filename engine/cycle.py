@@ -9,7 +9,7 @@ the latch all read the cycle's now.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -101,6 +101,8 @@ class CycleResult:
     writes: Deferred | None = None
     made: tuple[Decision, ...] = ()
     cycle_id: str = ""
+    #: The usable price of each symbol in the cycle's snapshots.
+    prices: Mapping[str, float] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         out = {"sent": 0, "filled": 0, "denied": 0, "pending": 0, "held": 0, "expired": 0,
@@ -160,7 +162,8 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     now = at.now()
     ts = format_utc(now)
     activity = activity or Activity.from_store(store, run_id, now)
-    activity.prices.update(snapshot_prices(snapshots))
+    prices = snapshot_prices(snapshots)  # what orders are priced and checked at
+    activity.prices.update(prices)
     gateway = Gateway(store, broker, compiled.approval, run_id=run_id,
                       on_broker_error=on_broker_error, requester=requester,
                       controls=Controls(compiled.orders, activity.prices, activity.log,
@@ -193,14 +196,13 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
 
     if isinstance(broker, RestingBroker) and broker.open_orders():
         writes.flush()
-        settled = broker.fill_open(snapshot_prices(snapshots))
+        settled = broker.fill_open(prices)
         record_settled(store, settled, now, run_id=run_id)
         for placed in settled:
             if placed.status.value == "filled":
                 activity.log.note_fill(now, placed.symbol)
 
     outcomes: list[OrderOutcome] = []
-    prices = snapshot_prices(snapshots)  # what an approved order is priced and checked at
     if queue.approved_unsent(run_id):
         writes.flush()  # decisions are durable before any order leaves
         outcomes.extend(_send_approved(queue, gateway, decisions, after, now, run_id, prices,
@@ -218,7 +220,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
             lines = [OrderIntent(pl.symbol, pl.side, pl.shares, pl.price,
                                  positions.get(pl.symbol, 0)) for pl in rotation.plan.lines]
     lines = _not_in_flight(lines, broker, queue, run_id)
-    lines = _with_flatten_exits(lines, decisions, positions, snapshots)
+    lines = _with_flatten_exits(lines, decisions, positions, prices)
 
     if lines:
         writes.flush()
@@ -254,7 +256,7 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     if flush:
         writes.flush()
     return CycleResult(ts, decisions, gateway.latched or after, before, rotation, rebalanced,
-                       tuple(outcomes), expired, writes, tuple(made), cycle_id)
+                       tuple(outcomes), expired, writes, tuple(made), cycle_id, prices)
 
 
 def _send_approved(queue: approvals.ApprovalQueue, gateway: Gateway,
@@ -291,12 +293,11 @@ def _not_in_flight(lines: list[OrderIntent], broker: Broker, queue: approvals.Ap
 
 def _with_flatten_exits(lines: list[OrderIntent], decisions: Mapping[str, Decision],
                         positions: Mapping[str, int],
-                        snapshots: Sequence[Mapping[str, Any]]) -> list[OrderIntent]:
+                        prices: Mapping[str, float]) -> list[OrderIntent]:
     """Under flatten, a symbol's lines are replaced by one exit of the whole position."""
     flatten = {sym for sym, d in decisions.items() if d.action is Action.FLATTEN}
     if not flatten:
         return lines
-    prices = snapshot_prices(snapshots)
     kept = [o for o in lines if o.symbol not in flatten]
     exits = [OrderIntent(sym, "SELL", positions[sym], prices[sym], positions[sym])
              for sym in sorted(flatten) if positions.get(sym, 0) > 0 and sym in prices]

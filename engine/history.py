@@ -63,7 +63,9 @@ class History:
             yield str(day[0]["ts"]), day
 
     def _contains(self, ts: datetime) -> bool:
-        day = format_utc(ts)[:10]
+        if self.start is None and self.end is None:
+            return True
+        day = ts.date().isoformat()  # ts is in UTC (parse_utc)
         return (self.start is None or day >= self.start) and (self.end is None or day <= self.end)
 
 

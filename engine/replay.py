@@ -7,7 +7,7 @@ stated in the run's first record and in its summary; the same inputs give the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,10 +32,14 @@ from engine.monitoring.metrics import Metrics
 from engine.monitoring.sinks import Sink
 from engine.policy.model import PolicySet
 from engine.portfolio.book import Book
-from engine.rotation import snapshot_prices
 from engine.timeutil import format_utc, parse_utc, utc_now
 
 SAFETY_FACTS = ("drift_score", "volatility", "coherence", "frs", "meta_reliability")
+#: Replayed days committed together, and between two such groups the policy files are checked
+#: for a change. A commit costs more than a day's work, and history can be replayed again, so
+#: days are committed by the trading month: a replay killed mid-run leaves whole days, at most
+#: this many fewer than it had decided.
+DAYS_PER_COMMIT = 20
 
 
 @dataclass(frozen=True)
@@ -144,15 +148,12 @@ class Replay:
             "started_by": self.config.started_by, "summary": f"replay of {n_days} days"})
         reconcile(self.store, self.broker)
         tick = ReplayProgress(days=n_days)
+        todo = iter(days)
         try:
             with self.broker.session():
-                for i, (ts, snaps) in enumerate(days, start=1):
-                    self._day(ts, snaps)
-                    if self.witness is not None:  # after the day is committed
+                while self._days(todo, tick, progress):
+                    if self.witness is not None:  # after the days are committed
                         self.witness.maybe(utc_now())
-                    tick.day, tick.ts = i, ts
-                    if progress is not None:
-                        progress(tick)
         finally:
             snap = self.alerts.metrics.snapshot()
             self.store.append("run_finished", self.run_id, {
@@ -165,25 +166,41 @@ class Replay:
             self.compiled.close()
         return self.run_id
 
-    def _day(self, ts: str, snaps: Sequence[Mapping[str, Any]]) -> None:
-        """One replayed day: its broker calls and its records each commit in one transaction
-        (the records first, so the store knows of every order the account holds). History
-        can be replayed again, so a day commits without waiting for the disk; the run's last
-        record is written durably, which also makes every day before it durable."""
+    def _days(self, todo: Iterator[tuple[str, Sequence[Mapping[str, Any]]]],
+              tick: ReplayProgress, progress: Callable[[ReplayProgress], None] | None) -> bool:
+        """Up to DAYS_PER_COMMIT replayed days (fewer when a checkpoint is due): their broker
+        calls and their records each commit in one transaction (the records first, so the
+        store knows of every order the account holds). History can be replayed again, so
+        days commit without waiting for the disk; the run's last record is written durably,
+        which also makes every day before it durable. False once the days ran out."""
+        done = 0
         with self.broker.transaction(durable=False), self.store.transaction(durable=False):
-            self._reload(ts)
-            result = run_cycle(self.compiled, self.store, self.broker, snaps,
-                               run_id=self.run_id, approver=self.config.approval,
-                               on_broker_error=self._broker_error(ts), queue=self.queue,
-                               flush=False, last_rebalance=self._last_rebalance,
-                               clock=SNAPSHOT, requester=run_service(self.run_id),
-                               activity=self.activity)
-            if result.rebalanced:
-                self._last_rebalance = result.ts
-            self._after_cycle(result, snaps)
-            if self.shadow is not None:
-                self.shadow.observe(self.store, self.run_id, snaps, result,
-                                    self.compiled.safety)
+            for ts, snaps in todo:
+                if done == 0:  # the policy files, once a group: a stat of each costs more
+                    self._reload(ts)  # than a replayed day's decisions
+                self._day(ts, snaps)
+                done += 1
+                tick.day, tick.ts = tick.day + 1, ts
+                if progress is not None:
+                    progress(tick)
+                if done == DAYS_PER_COMMIT or (self.witness is not None and
+                                               self.witness.due(utc_now())):
+                    return True
+        return False
+
+    def _day(self, ts: str, snaps: Sequence[Mapping[str, Any]]) -> None:
+        """One replayed day, inside the transaction of its group of days."""
+        result = run_cycle(self.compiled, self.store, self.broker, snaps,
+                           run_id=self.run_id, approver=self.config.approval,
+                           on_broker_error=self._broker_error(ts), queue=self.queue,
+                           flush=False, last_rebalance=self._last_rebalance,
+                           clock=SNAPSHOT, requester=run_service(self.run_id),
+                           activity=self.activity)
+        if result.rebalanced:
+            self._last_rebalance = result.ts
+        self._after_cycle(result, snaps)
+        if self.shadow is not None:
+            self.shadow.observe(self.store, self.run_id, snaps, result, self.compiled.safety)
 
     def _checkpointed(self, cp: Checkpoint, path: Path) -> None:
         """A checkpoint goes to the alert sinks too: a second witness."""
@@ -216,7 +233,7 @@ class Replay:
         now = parse_utc(result.ts)
         writes = result.writes
         assert writes is not None
-        prices = snapshot_prices(snaps)
+        prices = result.prices
         for d in result.made:
             self._latest.observe(result.cycle_id, d.symbol, d.verdict)
         halting = [d for d in result.decisions.values() if d.action is Action.HALT]

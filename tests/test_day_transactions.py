@@ -139,3 +139,32 @@ def test_a_replay_killed_mid_run_leaves_whole_days_on_an_intact_chain(tmp_path: 
     # Every committed day has all its decisions, and no decision outlives its day's record.
     assert sorted(decided) == [c["ts"] for c in cycles]
     assert [decided[c["ts"]] for c in cycles] == [len(c["actions"]) for c in cycles]
+
+
+def test_a_projection_catches_up_inside_and_outside_a_held_transaction(tmp_path: Path) -> None:
+    # Inside a held transaction nothing but this connection can append, so what it appended
+    # is all there is to read; before and after the hold, other writers' records are read.
+    path = tmp_path / "audit.db"
+    with AuditStore(path) as store, AuditStore(path) as other:
+        other.append("note", "a", {"n": 1})
+        head, rows = store.records_since(0, ("note",))
+        assert head == 1 and [r.ref for r in rows] == ["a"]
+        other.append_many([("note", "b", {"n": 2}), ("other", "x", {})])
+        with store.transaction(durable=False):
+            head, rows = store.records_since(head, ("note",))
+            assert head == 3 and [r.ref for r in rows] == ["b"]
+            store.append("other", "y", {})
+            assert store.records_since(head, ("note",)) == (4, [])
+            store.append("note", "c", {})
+            head, rows = store.records_since(head, ("note",))
+            assert head == 5 and [r.ref for r in rows] == ["c"]
+            # A refused append leaves the head where it was.
+            assert store.append_once("note", "c", {}, unless=("note",)) is None
+            assert store.records_since(head, ("note",)) == (5, [])
+        other.append("note", "d", {})
+        head, rows = store.records_since(head, ("note",))
+        assert head == 6 and [r.ref for r in rows] == ["d"]
+        # Appends after the hold follow the records the hold committed.
+        store.append("note", "e", {})
+        assert store.verify().ok and other.verify().ok
+        assert [r.seq for r in store.iter_records()] == [1, 2, 3, 4, 5, 6, 7]

@@ -126,6 +126,12 @@ class AuditStore:
             raise AuditError(f"{self.path}: cannot open the audit store: {e}") from e
         self._held = False
         self._held_durable = False
+        # While this connection holds the write transaction no other can append, so the head
+        # is known without reading it, and so is every kind appended since the transaction
+        # began (`_held_from`, the head then): kept here, forgotten when the hold ends.
+        self._head: tuple[int, str] | None = None
+        self._held_from = -1
+        self._kind_seq: dict[str, int] = {}
         #: Write transactions committed with records in them (one fsync each): what group
         #: commit saves, counted for the service's metrics.
         self.commits = 0
@@ -179,10 +185,12 @@ class AuditStore:
         try:
             with held_write(self._db, durable=durable):
                 self._held, self._held_durable = True, durable
+                self._forget_head()
                 try:
                     yield
                 finally:
                     self._held = self._held_durable = False
+                    self._forget_head()
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: could not record: {e}") from e
         self.commits += 1
@@ -195,12 +203,29 @@ class AuditStore:
         non-durable one (a replay) is redone from its inputs, with its broker's account."""
         if not (self._held and self._held_durable):
             return
+        # Another process may append between the commit and the new transaction.
+        self._forget_head()
         try:
             self._db.execute("COMMIT")
             self.commits += 1
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{self.path}: could not record: {e}") from e
+
+    def _forget_head(self) -> None:
+        self._head, self._held_from, self._kind_seq = None, -1, {}
+
+    def _read_head(self) -> tuple[int, str]:
+        """The last record's seq and hash (0 and the genesis for an empty store); read once
+        per held transaction, then kept."""
+        if self._held and self._head is not None:
+            return self._head
+        row = self._db.execute("SELECT seq, hash FROM records "
+                               "ORDER BY seq DESC LIMIT 1").fetchone()
+        head = (int(row[0]), str(row[1])) if row else (0, self.genesis)
+        if self._held:
+            self._head, self._held_from = head, head[0]
+        return head
 
     def append(self, kind: str, ref: str, body: dict[str, Any]) -> Record:
         return self.append_many([(kind, ref, body)])[0]
@@ -255,15 +280,15 @@ class AuditStore:
                         for statement in undo:
                             self._db.execute(statement)
                         return []
-                row = self._db.execute("SELECT seq, hash FROM records "
-                                       "ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (row[0], row[1]) if row else (0, self.genesis)
+                seq, prev = self._read_head()
                 rows = []
+                appended: dict[str, int] = {}
                 for kind, ref, body in items:
                     seq += 1
                     text, h = encode_record(seq, kind, ref, ts, prev, body)
                     rows.append((seq, kind, ref, ts, text, prev, h))
                     out.append(Record(seq, kind, ref, ts, body, prev, h))
+                    appended[kind] = seq
                     prev = h
                 self._db.executemany("INSERT INTO records(seq, kind, ref, ts, body, prev_hash, "
                                      "hash) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
@@ -271,7 +296,10 @@ class AuditStore:
                                  "ON CONFLICT(id) DO UPDATE SET seq=excluded.seq, "
                                  "hash=excluded.hash", (seq, prev))
                 self._db.execute(commit)
-                if not self._held:
+                if self._held:
+                    self._head = (seq, prev)
+                    self._kind_seq.update(appended)
+                else:
                     self.commits += 1
             except BaseException:
                 for statement in undo:
@@ -368,13 +396,18 @@ class AuditStore:
         return list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
                                f"{where} ORDER BY seq {order} {lim}", args))
 
-    def records_after(self, seq: int, kinds: Sequence[str]) -> list[Record]:
-        """Records of `kinds` appended after record `seq`, oldest first: how projections catch
-        up with the store without reading it all again."""
+    def records_since(self, seq: int, kinds: Sequence[str]) -> tuple[int, list[Record]]:
+        """The head's seq and the records of `kinds` in (seq, head], oldest first: how a
+        projection catches up. Inside a held transaction that began at or before `seq` and
+        has appended none of `kinds` since, nothing needs reading."""
+        if self._held and self._head is not None and 0 <= self._held_from <= seq and \
+                all(self._kind_seq.get(k, 0) <= seq for k in kinds):
+            return self._head[0], []
+        head = self._read_head()[0]
         marks = ",".join("?" * len(kinds))
-        return list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "
-                               f"WHERE seq > ? AND kind IN ({marks}) ORDER BY seq",
-                               (seq, *kinds)))
+        return head, list(self._rows(f"SELECT seq, kind, ref, ts, body, prev_hash, hash FROM "
+                                     f"records WHERE seq > ? AND seq <= ? AND kind IN "
+                                     f"({marks}) ORDER BY seq", (seq, head, *kinds)))
 
     def iter_records(self, kind: str | None = None, *,
                      newest_first: bool = False) -> Iterator[Record]:

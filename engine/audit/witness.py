@@ -28,20 +28,22 @@ class Witness:
         self.last = latest_in(directory, store.store_id)
         self._last_at: datetime | None = None
 
-    def maybe(self, now: datetime) -> Checkpoint | None:
-        """Checkpoint when N records were appended since the last one, or T passed and some
-        were; None otherwise."""
+    def due(self, now: datetime) -> bool:
+        """Whether N records were appended since the last checkpoint, or T passed and some
+        were (the first time records are seen starts the clock)."""
         seq = self.store.head_seq()
         done = self.last.seq if self.last is not None else 0
         if seq <= done:
-            return None
+            return False
         due = seq - done >= self.every_records or (
             self._last_at is not None and now - self._last_at >= self.every)
         if self._last_at is None:
             self._last_at = now
-        if not due:
-            return None
-        return self.now(now)
+        return due
+
+    def maybe(self, now: datetime) -> Checkpoint | None:
+        """Checkpoint when one is due (see `due`); None otherwise."""
+        return self.now(now) if self.due(now) else None
 
     def now(self, now: datetime) -> Checkpoint | None:
         """Checkpoint now, unless nothing was appended since the last one."""

@@ -230,8 +230,8 @@ class ApprovalQueue:
         self._rank: dict[str, int] = {}
 
     def refresh(self) -> None:
-        for r in self.store.records_after(self._seq, self.KINDS):
-            self._seq = r.seq
+        self._seq, rows = self.store.records_since(self._seq, self.KINDS)
+        for r in rows:
             if r.kind == REQUESTED:
                 self._items[r.ref] = _item(r.body)
                 self._runs[r.ref] = r.body.get("run_id")

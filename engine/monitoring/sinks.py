@@ -17,10 +17,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Protocol, TextIO, runtime_checkable
+from typing import IO, TYPE_CHECKING, Protocol, TextIO, runtime_checkable
 from urllib.parse import urlsplit
-
-import apprise
 
 from engine.monitoring.alert import Alert, Severity, parse_utc_timestamp, to_plain
 from engine.monitoring.redact import Redactor, url_secrets
@@ -229,10 +227,15 @@ class WebhookSink:
         return f"WebhookSink({redact_url(self.url)!r}, name={self.name!r})"
 
 
-_APPRISE_TYPES: dict[Severity, apprise.NotifyType] = {
-    Severity.INFO: apprise.NotifyType.INFO,
-    Severity.WARNING: apprise.NotifyType.WARNING,
-    Severity.CRITICAL: apprise.NotifyType.FAILURE,
+if TYPE_CHECKING:
+    import apprise
+
+#: The Apprise notification type of each severity, by name: apprise is imported by the
+#: first Apprise sink made, not by every command that may raise an alert.
+_APPRISE_TYPES: dict[Severity, str] = {
+    Severity.INFO: "INFO",
+    Severity.WARNING: "WARNING",
+    Severity.CRITICAL: "FAILURE",
 }
 
 
@@ -250,7 +253,9 @@ class AppriseSink:
         self.timeout_s = _check_timeout(timeout_s)
         if isinstance(urls, str) or not isinstance(urls, Sequence) or not urls:
             raise ValueError("apprise urls must be a non-empty list of URLs")
-        self._apprise = apprise.Apprise()
+        import apprise
+        self._lib = apprise
+        self._apprise: apprise.Apprise = apprise.Apprise()
         self._schemes: list[str] = []
         secrets: list[str] = []
         for i, url in enumerate(urls):
@@ -275,11 +280,11 @@ class AppriseSink:
         with self._apprise.notify(
             body=body,
             title=f"[{alert.severity.value.upper()}] {alert.title}",
-            notify_type=_APPRISE_TYPES[alert.severity],
-            body_format=apprise.NotifyFormat.TEXT,
+            notify_type=self._lib.NotifyType[_APPRISE_TYPES[alert.severity]],
+            body_format=self._lib.NotifyFormat.TEXT,
             timeout=self.timeout_s,
         ) as result:
-            if result.status == apprise.AppriseResultStatus.SUCCESS:
+            if result.status == self._lib.AppriseResultStatus.SUCCESS:
                 return
             problems = [
                 entry.message

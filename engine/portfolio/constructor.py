@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from engine.catalogue import CATALOGUE
 from engine.portfolio.book import check_symbol
@@ -46,7 +49,14 @@ class TargetResult:
     portfolio_volatility: float
 
 
-Forecasts = pd.DataFrame | Sequence[Mapping[str, object]]
+Forecasts: TypeAlias = "pd.DataFrame | Sequence[Mapping[str, object]]"
+
+
+def _pandas() -> Any:
+    """pandas if something imported it, else None. Only a caller holding a DataFrame (or a
+    pandas missing value) can have handed one in, and it imported pandas to make it: a
+    replay, which passes rows, never pays for importing pandas."""
+    return sys.modules.get("pandas")
 
 
 def build_targets(forecasts: Forecasts, config: ConstructionConfig) -> TargetResult:
@@ -152,7 +162,8 @@ def _read_forecasts(
     forecasts: Forecasts,
 ) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     """Usable facts by symbol (sorted), and the reason each other symbol was excluded."""
-    if isinstance(forecasts, pd.DataFrame):
+    pd_ = _pandas()
+    if pd_ is not None and isinstance(forecasts, pd_.DataFrame):
         columns: list[str] = [str(c) for c in forecasts.columns]
         index: list[object] = list(forecasts.index)
     elif isinstance(forecasts, Sequence) and all(isinstance(r, Mapping) for r in forecasts):
@@ -171,7 +182,7 @@ def _read_forecasts(
     rows: list[Mapping[str, object]] = (
         [{str(k): v for k, v in r.items()}
          for r in forecasts[list(REQUIRED_COLUMNS)].to_dict("records")]
-        if isinstance(forecasts, pd.DataFrame) else list(forecasts))
+        if pd_ is not None and isinstance(forecasts, pd_.DataFrame) else list(forecasts))
     symbols: list[str] = []
     for index_value, row in zip(index, rows, strict=True):
         try:
@@ -204,7 +215,8 @@ def _read_forecasts(
 def _fact(name: str, value: object) -> tuple[float, str]:
     """The fact as a float and "", or NaN and why it cannot be used."""
     nan = math.nan
-    if value is None or value is pd.NA or value is pd.NaT:
+    pd_ = _pandas()
+    if value is None or (pd_ is not None and (value is pd_.NA or value is pd_.NaT)):
         return nan, f"{name} is missing"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return nan, f"{name} has the wrong type ({type(value).__name__} {value!r})"
