@@ -161,7 +161,7 @@ def _record_and_show(store: AuditStore, batch: list[tuple[Decision, SourcedSnaps
     """Record a batch of decisions in one transaction, then show them: what is shown is
     recorded. Text output is a table per batch, the title over the first."""
     store.append_many([("decision", d.decision_id,
-                        {"decision": d.to_json(), "facts": s.data, "source": s.where,
+                        {"decision": d.to_json(), "facts": d.record_facts(), "source": s.where,
                          "cycle": cycle_id})
                        for d, s in batch])
     if fmt is Format.json:

@@ -177,9 +177,9 @@ def run_cycle(compiled: CompiledSet, store: AuditStore, broker: Broker,
     made = compiled.decide(snapshots, at)
     decisions = governing(made)
     writes = Deferred(store, [
-        ("decision", d.decision_id, {"decision": d.to_json(), "facts": dict(s),
+        ("decision", d.decision_id, {"decision": d.to_json(), "facts": d.record_facts(),
                                      "run_id": run_id, "cycle": cycle_id})
-        for d, s in zip(made, snapshots, strict=True)])
+        for d in made])
     verdicts = {sym: d.verdict for sym, d in decisions.items()}
     equity = BookView(broker.cash(), broker.positions(), activity.prices).equity()
     if equity is not None:  # without it the equity facts are unknown: orders fail closed

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from engine.actions import Action
+from engine.canonical import Encoded, encoded
 from engine.facts import facts_hash
 from engine.policy.model import Scalar
 
@@ -73,9 +75,18 @@ class Decision:
     #: The clock the decision was made on: wall (live) or snapshot (replay).
     clock: str = "snapshot"
 
-    @property
+    @functools.cached_property
+    def _encoded_facts(self) -> Encoded | None:
+        return encoded(self.facts)
+
+    @functools.cached_property
     def facts_hash(self) -> str:
-        return facts_hash(self.facts)
+        return facts_hash(self.facts, self._encoded_facts)
+
+    def record_facts(self) -> Mapping[str, Any]:
+        """The facts as a decision's audit record holds them: a copy, carrying the canonical
+        text its hash was made from, so the record does not encode them again."""
+        return self._encoded_facts if self._encoded_facts is not None else dict(self.facts)
 
     @property
     def rule(self) -> str | None:

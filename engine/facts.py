@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from engine.canonical import Encoded
 from engine.catalogue import CATALOGUE, FactSpec
 from engine.policy.model import Scalar
 from engine.timeutil import TimestampError, format_utc, parse_utc
@@ -58,7 +59,14 @@ class Snapshot:
         return facts_hash(self.raw)
 
 
-def facts_hash(raw: Mapping[str, Any]) -> str:
+def facts_hash(raw: Mapping[str, Any], encoded: Encoded | None = None) -> str:
+    """SHA-256 of the facts' JSON, keys sorted, ASCII, a value JSON cannot write as its str.
+    `encoded`: the facts' canonical text, when made already; an ASCII one is that very text,
+    so it is hashed instead of encoding the facts again."""
+    # An ASCII canonical text is what the ASCII encoding writes too, but for DEL, which only
+    # the ASCII encoding escapes.
+    if encoded is not None and encoded.text.isascii() and "\x7f" not in encoded.text:
+        return hashlib.sha256(encoded.text.encode("utf-8")).hexdigest()
     text = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -25,7 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from engine.audit.store import AuditStore, VerifyResult, canonical
+from engine.audit.store import AuditStore, VerifyResult
+from engine.canonical import canonical
 from engine.private_files import create_private_file
 from engine.timeutil import format_utc
 

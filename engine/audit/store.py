@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.canonical import canonical
 from engine.policy.model import PolicySet
 from engine.private_files import create_private_file
 from engine.sqlite_tx import held_write
@@ -83,10 +84,6 @@ class VerifyResult:
     message: str = ""
 
 
-def canonical(body: Any) -> str:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def record_hash(seq: int, kind: str, ref: str, ts: str, prev_hash: str, body_text: str) -> str:
     h = hashlib.sha256()
     h.update(f"{seq}\n{kind}\n{ref}\n{ts}\n{prev_hash}\n".encode())
@@ -96,7 +93,8 @@ def record_hash(seq: int, kind: str, ref: str, ts: str, prev_hash: str, body_tex
 
 def encode_record(seq: int, kind: str, ref: str, ts: str, prev_hash: str,
                   body: dict[str, Any]) -> tuple[str, str]:
-    """A record's stored text and its hash: all the work of an append before SQLite."""
+    """A record's stored text and its hash: all the work of an append before SQLite (a body
+    value that is `Encoded` is not encoded again)."""
     text = canonical(body)
     return text, record_hash(seq, kind, ref, ts, prev_hash, text)
 
