@@ -9,6 +9,10 @@ Contenders run interleaved in rotating chunks, every call is timed and kept, and
 result is checked against plain's on every snapshot (the run fails if any disagrees). The
 machine is shared and noisy: quote the ratios, which compare calls made side by side.
 
+The gate per order (benchmarks/gate.py): the order and book facts and the gate with the shipped
+order policy (pre-trade controls), against the safety decision alone, interleaved the same way;
+each order's outcome must be the same in every repeat (the run fails if any differs).
+
 Backends: durable-rules and the vectorised backend on the shipped history, snapshots a second
 of each and their agreement on every snapshot (the run fails if any disagrees).
 
@@ -31,9 +35,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import api, backends
+from benchmarks import api, backends, gate
 from benchmarks import contenders as ct
-from benchmarks.timing import interleaved, ratio, summary
+from benchmarks.timing import HEADER, interleaved, print_latencies, ratio, summary
 from engine.audit.store import AuditStore, encode_record
 from engine.backends.vector import VectorBackend
 from engine.decision import Decision
@@ -232,6 +236,8 @@ def run(n: int, repeats: int, chunk: int, out: Path) -> dict[str, Any]:
     for n_rules in (4, 100):
         print(f"decision latency, {n_rules} rules ...", file=sys.stderr)
         results[f"rules_{n_rules}"] = latency(n_rules, items, repeats, chunk)
+    print("gate per order, with the order policy ...", file=sys.stderr)
+    results["gate"] = gate.bench(ROOT, items, repeats, chunk)
     print("backends on the shipped history ...", file=sys.stderr)
     results["backends"] = backends.run(repeats)
     with tempfile.TemporaryDirectory() as tmp:
@@ -257,26 +263,17 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"{results['snapshots']} snapshots x {results['repeats']} repeats, chunks of "
           f"{results['chunk']}; Python {m['python']}, {m['cpus']} CPUs ({m['cpu']}), load "
           f"{m['load_average_at_start'][0]} -> {m['load_average_at_end'][0]}")
-    header = f"{'path':26} {'median us':>10} {'p99 us':>10}  {'median by repeat':>24}"
     for key in ("rules_4", "rules_100"):
-        sec = results[key]
-        print(f"\n{key.replace('_', ' ')}\n{header}")
-        for name in PATHS:
-            s = sec[name]
-            spread = ", ".join(f"{x:g}" for x in s["median_us_by_repeat"])
-            print(f"{name:26} {s['median_us']:>10} {s['p99_us']:>10}  {spread:>24}")
-        for label, k in (("engine / raw", "ratio_engine_to_raw"),
-                         ("engine+record / raw", "ratio_engine_record_to_raw"),
-                         ("engine / plain", "ratio_engine_to_plain")):
-            r = sec[k]
-            print(f"{label:26} {r['median']:>9}x  (repeats {r['range'][0]}..{r['range'][1]})")
-        ag = sec["agreement"]
-        print(f"{'agreement':26} {ag['checked']} results checked, "
-              f"{len(ag['disagreements'])} disagreements")
+        print(f"\n{key.replace('_', ' ')}")
+        print_latencies(results[key], PATHS, (
+            ("engine / raw", "ratio_engine_to_raw"),
+            ("engine+record / raw", "ratio_engine_record_to_raw"),
+            ("engine / plain", "ratio_engine_to_plain")))
     a, ip = results["api"]["api_decide"], results["api"]["in_process_decide"]
     print(f"\nPOST /v1/decide, {a['requests']} requests from {a['clients']} clients: "
           f"{a['decisions_per_s']} decisions/s, p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms; "
           f"in-process decide median {ip['median_ms']} ms")
+    gate.print_table(results["gate"])
     backends.print_table(results["backends"])
     au = results["audit"]
     print(f"\naudit store, batches of {au['batch']} (one commit each)")
@@ -291,7 +288,7 @@ def print_table(results: dict[str, Any]) -> None:
                        ("alerts_burst", "all events back to back")):
         al = results[key]
         print(f"\nalerts, {label} ({al['event_call']['n']} events, half raise an alert)"
-              f"\n{header[:48]}")
+              f"\n{HEADER[:48]}")
         print(f"{'event call (record + queue)':26} {al['event_call']['median_us']:>10} "
               f"{al['event_call']['p99_us']:>10}")
         for sink, st in al["handoff"].items():
@@ -309,7 +306,8 @@ def main() -> None:
     results = run(args.snapshots, args.repeats, args.chunk, args.out)
     print_table(results)
     print(f"\nwritten to {args.out}")
-    bad = [k for k in ("rules_4", "rules_100") if results[k]["agreement"]["disagreements"]]
+    bad = [k for k in ("rules_4", "rules_100", "gate")
+           if results[k]["agreement"]["disagreements"]]
     for k in bad:
         for line in results[k]["agreement"]["disagreements"]:
             print(f"DISAGREEMENT ({k}): {line}", file=sys.stderr)

@@ -80,3 +80,23 @@ def ratio(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> dict[st
                                                                                  strict=True))
     return {"median": round(statistics.median(ratios), 2),
             "range": [round(ratios[0], 2), round(ratios[-1], 2)]}
+
+
+HEADER = f"{'path':26} {'median us':>10} {'p99 us':>10}  {'median by repeat':>24}"
+
+
+def print_latencies(sec: Mapping[str, Any], paths: Sequence[str],
+                    ratios: Sequence[tuple[str, str]]) -> None:
+    """One row per path of a section (median, p99, median of each repeat), then its ratios
+    (label, key) with their range across repeats, then its agreement."""
+    print(HEADER)
+    for name in paths:
+        st = sec[name]
+        spread = ", ".join(f"{x:g}" for x in st["median_us_by_repeat"])
+        print(f"{name:26} {st['median_us']:>10} {st['p99_us']:>10}  {spread:>24}")
+    for label, key in ratios:
+        r = sec[key]
+        print(f"{label:26} {r['median']:>9}x  (repeats {r['range'][0]}..{r['range'][1]})")
+    ag = sec["agreement"]
+    print(f"{'agreement':26} {ag['checked']} results checked, "
+          f"{len(ag['disagreements'])} disagreements")
