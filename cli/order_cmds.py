@@ -140,9 +140,13 @@ def kill(
             "reason": reason,
             "cancelled_orders": list(result.cancelled_orders),
             "cancelled_approvals": list(result.cancelled_approvals),
+            "filled_before_cancel": list(result.filled_orders),
             "trading_state": result.state.to_json()}) + "\n")
         return
     out.print(f"killed {result.scope} by {actor.name}: {reason}", markup=False)
     out.print(f"  cancelled {len(result.cancelled_orders)} open order(s), "
               f"{len(result.cancelled_approvals)} pending approval(s); trading "
               f"{result.state.state.value}; `fugger resume` ends it")
+    if result.filled_orders:
+        out.print(f"  {len(result.filled_orders)} open order(s) had filled before the "
+                  "cancellation arrived: " + ", ".join(result.filled_orders), markup=False)

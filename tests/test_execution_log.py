@@ -221,3 +221,13 @@ def test_the_log_a_run_keeps_is_the_log_the_store_rebuilds(tmp_path: Path,
         # Sent: the first three sizes, then the fourth order repeats size 1 twelve seconds
         # later (past the 10 s duplicate limit), and so on; nothing was stopped.
         assert activity.log.recent("AAA", "SELL", 4, now) == (7, 0, 7, pytest.approx(5.75))
+
+
+def test_an_order_recorded_filled_twice_is_one_fill(store: AuditStore) -> None:
+    """A resting order a cycle recorded as filled, and a cancellation that found it filled and
+    recorded the fill too: one execution in the repeated-fills window."""
+    fill = {"run_id": None, "ts": format_utc(T - SECOND), "client_id": "o-1", "symbol": "AAA",
+            "side": "BUY", "shares": 10, "status": "filled"}
+    store.append_many([(ORDER, "o-1", fill), (ORDER, "o-1", {**fill, "ts": format_utc(T)}),
+                       (ORDER, "o-2", {**fill, "client_id": "o-2"})])
+    assert Activity.from_store(store, None, T).log.fills_within("AAA", T, MINUTE) == 2

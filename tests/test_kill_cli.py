@@ -5,6 +5,7 @@ named person ends it. Resting limit orders of the paper broker give it something
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,14 @@ from engine.audit.store import AuditStore
 from engine.execution import approvals
 from engine.execution import kill as killing
 from engine.execution import state as trading
+from engine.execution.activity import Activity
+from engine.execution.approval_policy import ApprovalEvaluator
+from engine.execution.broker import BrokerOrder
+from engine.execution.gateway import Controls, Gateway
+from engine.execution.order_policy import OrderPolicyEvaluator
 from engine.execution.paper import PaperBroker, init_account
+from engine.execution.records import ORDER
+from engine.policy.model import PolicySet
 from engine.timeutil import format_utc, utc_now
 from tests.conftest import RunCli, access_text
 
@@ -149,6 +157,7 @@ def test_kill_of_the_whole_book_halts_it(book: Book) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert len(doc["cancelled_orders"]) == 3
+    assert doc["filled_before_cancel"] == []
     assert doc["trading_state"]["state"] == "HALTED"
     assert book.open_orders() == {}
     assert book.order("BBB", "SELL", 1, 50.0)["rule"] == "kill-switch"
@@ -197,3 +206,66 @@ def test_the_kill_function_is_whole_without_the_cli(book: Book) -> None:
     assert [a["severity"] for a in alerts] == ["critical"]
     assert "risk-desk" in alerts[0]["message"]
     assert state.kill_for("AAA", "SELL") is not None and state.kill_for("AAA", "BUY") is None
+
+
+class FilledOnTheWay(PaperBroker):
+    """A real paper account whose market reaches resting orders between the moment the open
+    orders are listed and the moment they are cancelled: another connection fills them, as a
+    cycle in another process would."""
+
+    def __init__(self, path: str, prices: dict[str, float]) -> None:
+        super().__init__(path)
+        self.prices = prices
+
+    def open_orders(self) -> list[BrokerOrder]:
+        listed = super().open_orders()
+        PaperBroker(self.path).fill_open(self.prices)
+        return listed
+
+
+def _latest(store: AuditStore, cid: str) -> dict[str, Any]:
+    return [r.body for r in store.find(cid) if r.kind == ORDER][-1]
+
+
+def test_a_fill_that_beat_the_kill_is_recorded_as_a_fill(book: Book) -> None:
+    """The AAA buy fills at 95 while the kill is on its way: the kill withdraws only the two
+    BBB orders, says the AAA one traded, and records it as the fill it is."""
+    aaa, bbb_buy, bbb_sell = _resting(book)
+    with AuditStore(book.audit) as store:
+        result = killing.kill(store, FilledOnTheWay(book.broker, {"AAA": 95.0}), symbols=[],
+                              side=None, by="risk-desk", reason="runaway", now=utc_now())
+        record = _latest(store, aaa)
+        (alert,) = [r.body for r in store.records("alert") if r.body.get("kind") == "kill"]
+        state = trading.load(store)
+        cancelled = {cid: _latest(store, cid)["status"] for cid in (bbb_buy, bbb_sell)}
+    assert sorted(result.cancelled_orders) == sorted([bbb_buy, bbb_sell])
+    assert result.filled_orders == (aaa,)
+    assert (record["status"], record["fill_price"]) == ("filled", 95.0)
+    assert record["reason"].startswith("filled before the cancellation arrived")
+    assert cancelled == {bbb_buy: "cancelled", bbb_sell: "cancelled"}
+    assert "2 open order(s) and pending approval(s) cancelled; 1 open order(s) had filled" \
+        in alert["message"]
+    assert PaperBroker(book.broker).positions()["AAA"] == 110
+    assert book.open_orders() == {}
+    assert state.state is trading.TradingState.HALTED
+
+
+def test_a_halt_that_finds_an_order_filled_counts_the_fill(book: Book) -> None:
+    """Entering a halt cancels every open order; one the market filled first is a fill, in
+    the record and in the execution log the order facts read."""
+    aaa, bbb_buy, bbb_sell = _resting(book)
+    with AuditStore(book.audit) as store:
+        gw = Gateway(store, FilledOnTheWay(book.broker, {"AAA": 95.0, "BBB": 53.0}),
+                     ApprovalEvaluator(PolicySet(())),
+                     controls=Controls.fresh(OrderPolicyEvaluator(PolicySet(()))))
+        now = utc_now()
+        done = gw.cancel_open(now, "drift-spike-halt")
+        statuses = {cid: _latest(store, cid)["status"] for cid in (aaa, bbb_buy, bbb_sell)}
+        rebuilt = Activity.from_store(store, None, now).log
+    # At 95 the AAA buy (limit 96) fills, at 53 the BBB sell (limit 52) does; the BBB buy
+    # (limit 48) rests until the halt withdraws it.
+    assert done.cancelled == (bbb_buy,)
+    assert sorted(done.filled) == sorted([aaa, bbb_sell])
+    assert statuses == {aaa: "filled", bbb_buy: "cancelled", bbb_sell: "filled"}
+    assert gw.controls.log.fills_within("AAA", now, timedelta(minutes=1)) == 1
+    assert rebuilt.fills_within("BBB", now, timedelta(minutes=1)) == 1

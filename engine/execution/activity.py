@@ -144,6 +144,7 @@ class ExecutionLog:
         """The log of `run_id` (None: the live system) as the store holds it."""
         sent: list[Sent] = []
         fills: list[tuple[datetime, str]] = []
+        filled: set[str] = set()
         for r in store.records(ORDER, limit=_MAX_LOG_RECORDS):
             b = r.body
             if b.get("run_id") != run_id:
@@ -157,7 +158,10 @@ class ExecutionLog:
             if b.get("status") == "submitting":
                 sent.append(Sent(at, str(b.get("symbol")), str(b.get("side")),
                                  int(b.get("shares") or 0)))
-            elif b.get("status") == "filled":
+            elif b.get("status") == "filled" and r.ref not in filled:
+                # An order fills once: a fill recorded twice (by a cycle and by a cancellation
+                # that found it filled) is one execution.
+                filled.add(r.ref)
                 fills.append((at, str(b.get("symbol"))))
         log = cls()
         # Oldest first: the log forgets relative to the latest it has seen.

@@ -24,7 +24,14 @@ from engine.execution import approvals
 from engine.execution import state as trading
 from engine.execution.activity import EquityMarks, ExecutionLog
 from engine.execution.approval_policy import ApprovalEvaluator
-from engine.execution.broker import Broker, BrokerError, BrokerOrder, OrderRequest, Side
+from engine.execution.broker import (
+    Broker,
+    BrokerError,
+    BrokerOrder,
+    OrderRequest,
+    OrderStatus,
+    Side,
+)
 from engine.execution.gate import GateResult, OrderIntent, Verdict, gate
 from engine.execution.order_facts import BookView, order_facts
 from engine.execution.order_policy import OrderPolicyEvaluator
@@ -33,6 +40,8 @@ from engine.execution.state import StateView
 from engine.timeutil import format_utc, parse_utc
 
 MAX_TRIES = 3
+#: The execution log's status of an order in each broker status (the others are the same).
+_RECORDED = {"filled": "filled", "open": "sent"}
 
 
 def client_id(decision_id: str, line_no: int, order: OrderIntent) -> str:
@@ -186,8 +195,7 @@ class Gateway:
 
     def _placed(self, cid: str, order: OrderIntent, placed: BrokerOrder, result: GateResult,
                 decision: Decision | None, now: datetime) -> OrderOutcome:
-        status = {"filled": "filled", "open": "sent", "rejected": "rejected",
-                  "cancelled": "cancelled"}.get(placed.status.value, placed.status.value)
+        status = _RECORDED.get(placed.status.value, placed.status.value)
         if status == "filled":
             self.controls.log.note_fill(now, order.symbol)
         rule = "broker-rejected" if status == "rejected" else result.rule
@@ -198,10 +206,16 @@ class Gateway:
                             "fill_price": placed.fill_price, "commission": placed.commission})
         return OrderOutcome(cid, order, status, rule, placed.reason or result.reason, placed)
 
-    def cancel_open(self, now: datetime, reason: str) -> list[str]:
-        """Cancel every open order at the broker (entering a halt)."""
-        return cancel_orders(self.store, self.broker, self.broker.open_orders(), now,
-                             rule=reason, reason=reason, run_id=self.run_id)
+    def cancel_open(self, now: datetime, reason: str) -> Withdrawal:
+        """Cancel every open order at the broker (entering a halt); a fill that beat the
+        cancellation counts in the execution log like any other fill."""
+        orders = self.broker.open_orders()
+        done = cancel_orders(self.store, self.broker, orders, now, rule=reason, reason=reason,
+                             run_id=self.run_id)
+        symbols = {o.client_id: o.symbol for o in orders}
+        for cid in done.filled:
+            self.controls.log.note_fill(now, symbols[cid])
+        return done
 
     def _context(self, decision: Decision | None, order: OrderIntent) -> dict[str, Any]:
         return {
@@ -231,30 +245,63 @@ class Gateway:
         self.store.append(ORDER, cid, body)
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """What a cancellation achieved, order by order, as the broker reports it."""
+
+    #: Withdrawn: the broker cancelled them.
+    cancelled: tuple[str, ...] = ()
+    #: Filled before the cancellation arrived: they traded, and are recorded as fills.
+    filled: tuple[str, ...] = ()
+    #: Anything else the broker reports (rejected meanwhile, or still open): client id, status.
+    other: tuple[tuple[str, str], ...] = ()
+
+
 def cancel_orders(store: AuditStore, broker: Broker, orders: Iterable[BrokerOrder],
-                  now: datetime, *, rule: str, reason: str, run_id: str | None) -> list[str]:
-    """Cancel `orders` at the broker, each end recorded in the execution log; what led to it
-    (a halt, a kill) is committed before the broker acts."""
-    cancelled = []
+                  now: datetime, *, rule: str, reason: str, run_id: str | None) -> Withdrawal:
+    """Cancel `orders` at the broker, each end recorded in the execution log as the broker
+    reports it: an order the market filled before the cancellation arrived is a fill, not a
+    cancellation. What led to it (a halt, a kill) is committed before the broker acts."""
+    cancelled: list[str] = []
+    filled: list[str] = []
+    other: list[tuple[str, str]] = []
     orders = list(orders)
     if orders:
         store.durable_before_effect()
     for o in orders:
         done = broker.cancel(o.client_id)
+        base = {"run_id": run_id, "ts": format_utc(now), "client_id": o.client_id,
+                "symbol": o.symbol, "side": o.side.value, "shares": o.shares,
+                "broker_status": done.status.value}
+        if done.status is OrderStatus.CANCELLED:
+            store.append(ORDER, o.client_id, {
+                **base, "status": "cancelled", "rule": rule, "reason": reason,
+                "summary": f"cancelled: {reason}"})
+            cancelled.append(o.client_id)
+            continue
+        status = _RECORDED.get(done.status.value, done.status.value)
+        note = {"filled": "filled before the cancellation arrived",
+                "rejected": "rejected by the broker before the cancellation arrived"}.get(
+                    status, "the broker still holds it open: the cancellation is unconfirmed")
         store.append(ORDER, o.client_id, {
-            "run_id": run_id, "ts": format_utc(now), "client_id": o.client_id,
-            "symbol": o.symbol, "side": o.side.value, "shares": o.shares,
-            "status": "cancelled", "rule": rule, "reason": reason,
-            "broker_status": done.status.value, "summary": f"cancelled: {reason}"})
-        cancelled.append(o.client_id)
-    return cancelled
+            **base, "status": status, "rule": "broker-rejected" if status == "rejected"
+            else None, "reason": f"{note} ({reason})" + (f": {done.reason}" if done.reason
+                                                         else ""),
+            "cancel_rule": rule, "broker_order_id": done.broker_order_id,
+            "fill_price": done.fill_price, "commission": done.commission,
+            "summary": f"{o.side.value} {o.shares} {o.symbol}: {status} ({note})"})
+        if status == "filled":
+            filled.append(o.client_id)
+        else:
+            other.append((o.client_id, status))
+    return Withdrawal(tuple(cancelled), tuple(filled), tuple(other))
 
 
 def record_settled(store: AuditStore, orders: Iterable[BrokerOrder], now: datetime, *,
                    run_id: str | None) -> None:
     """Record resting orders the market filled (or the broker rejected at fill time)."""
     for o in orders:
-        status = {"filled": "filled", "open": "sent"}.get(o.status.value, o.status.value)
+        status = _RECORDED.get(o.status.value, o.status.value)
         store.append(ORDER, o.client_id, {
             "run_id": run_id, "ts": format_utc(now), "client_id": o.client_id,
             "symbol": o.symbol, "side": o.side.value, "shares": o.shares, "status": status,
@@ -320,8 +367,7 @@ def reconcile(store: AuditStore, broker: Broker) -> list[tuple[str, str]]:
         if placed is None:
             status, note = "failed", "the broker never received it (process stopped first)"
         else:
-            status = {"filled": "filled", "open": "sent"}.get(placed.status.value,
-                                                             placed.status.value)
+            status = _RECORDED.get(placed.status.value, placed.status.value)
             note = "settled after a restart from the broker's record"
         store.append(ORDER, cid, {**body, "status": status, "reason": note,
                                   "summary": f"{body.get('side')} {body.get('shares')} "

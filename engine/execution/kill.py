@@ -30,8 +30,11 @@ class KillResult:
     kill_id: str
     scope: str
     state: trading.StateView
+    #: Open orders the broker withdrew.
     cancelled_orders: tuple[str, ...]
     cancelled_approvals: tuple[str, ...]
+    #: Open orders the market filled before the cancellation reached the broker: they traded.
+    filled_orders: tuple[str, ...] = ()
 
 
 def scope_text(symbols: Sequence[str], side: str | None) -> str:
@@ -67,8 +70,8 @@ def kill(store: AuditStore, broker: Broker, *, symbols: Sequence[str], side: str
             "summary": f"kill of {scope} by {by}: {reason}"}),
         trading.change(view, current, run_id=run_id, by=by, kill_id=kill_id),
     ])
-    cancelled = cancel_orders(store, broker, orders, now, rule=trading.KILL_RULE,
-                              reason=f"kill by {by}: {reason}", run_id=run_id)
+    done = cancel_orders(store, broker, orders, now, rule=trading.KILL_RULE,
+                         reason=f"kill by {by}: {reason}", run_id=run_id)
     withdrawn = []
     for item in waiting:
         try:
@@ -78,5 +81,5 @@ def kill(store: AuditStore, broker: Broker, *, symbols: Sequence[str], side: str
             continue  # decided or expired a moment ago: it is not waiting any more
         withdrawn.append(item.item_id)
     (alerts or AlertEngine(store, None, run_id or "live")).on_kill(
-        now, scope, by, reason, len(cancelled) + len(withdrawn))
-    return KillResult(kill_id, scope, view, tuple(cancelled), tuple(withdrawn))
+        now, scope, by, reason, len(done.cancelled) + len(withdrawn), filled=len(done.filled))
+    return KillResult(kill_id, scope, view, done.cancelled, tuple(withdrawn), done.filled)

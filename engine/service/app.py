@@ -141,6 +141,7 @@ def create_app(runtime: Runtime, access: AccessPolicy) -> FastAPI:
             return {"kill_id": result.kill_id, "scope": result.scope, "by": actor.name,
                     "reason": reason, "cancelled_orders": list(result.cancelled_orders),
                     "cancelled_approvals": list(result.cancelled_approvals),
+                    "filled_before_cancel": list(result.filled_orders),
                     "trading_state": result.state.to_json()}
         return runtime.write(work)
 

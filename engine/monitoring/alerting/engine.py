@@ -134,10 +134,15 @@ class AlertEngine:
             return self._episodes.observe(moment, symbol, act, rule)
 
     def on_kill(
-        self, ts: str | datetime, scope: str, by: str, reason: str, cancelled: int
+        self, ts: str | datetime, scope: str, by: str, reason: str, cancelled: int,
+        *, filled: int = 0,
     ) -> Alert:
-        """A person used the kill function: always critical, never de-duplicated."""
+        """A person used the kill function: always critical, never de-duplicated. `cancelled`:
+        open orders and pending approvals really withdrawn; `filled`: open orders the market
+        filled before the cancellation arrived (they traded, and are not counted as withdrawn)."""
         moment = event_time(ts)
+        late = (f"; {filled} open order(s) had filled before the cancellation arrived"
+                if filled else "")
         with self._lock:
             return self._recorder.emit(
                 moment,
@@ -146,8 +151,9 @@ class AlertEngine:
                 f"kill:{format_utc(moment)}",
                 f"kill: {scope}",
                 f"{by} killed trading for {scope}: {reason}; {cancelled} open order(s) and "
-                "pending approval(s) cancelled; a person must resume",
-                {"scope": scope, "by": by, "reason": reason, "cancelled": cancelled},
+                f"pending approval(s) cancelled{late}; a person must resume",
+                {"scope": scope, "by": by, "reason": reason, "cancelled": cancelled,
+                 "filled_before_cancel": filled},
             )
 
     def on_trading_state(
