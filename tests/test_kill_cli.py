@@ -62,8 +62,8 @@ class Book:
 
 
 @pytest.fixture
-def book(tmp_path: Path, run_cli: RunCli) -> Book:
-    return Book(tmp_path, run_cli)
+def book(tmp_path: Path, invoke_cli: RunCli) -> Book:
+    return Book(tmp_path, invoke_cli)
 
 
 def _resting(book: Book) -> tuple[str, str, str]:

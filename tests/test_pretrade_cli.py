@@ -80,8 +80,8 @@ class Desk:
 
 
 @pytest.fixture
-def desk(tmp_path: Path, run_cli: RunCli) -> Desk:
-    return Desk(tmp_path, run_cli)
+def desk(tmp_path: Path, invoke_cli: RunCli) -> Desk:
+    return Desk(tmp_path, invoke_cli)
 
 
 def _state(desk: Desk) -> dict[str, Any]:
