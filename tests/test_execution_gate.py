@@ -616,3 +616,67 @@ def test_a_rejected_or_expired_item_ends_its_order_at_the_time_it_was_decided(
                                                                            "o-1")
         assert order["summary"] == f"BUY 10 AAA: {outcome} by {by}"
         assert latest_status(store, "o-1") == outcome
+
+
+# -- what a person reads of each verdict --------------------------------------------------------
+
+
+def test_each_refusal_and_hold_says_why_in_words_a_person_reads(
+        evaluators: dict[str, ApprovalEvaluator], decisions: dict[Action, Decision]) -> None:
+    semi = evaluators["semi_autonomous"]
+    since = format_utc(NOW)
+
+    def judged(order: OrderIntent, action: Action = Action.ALLOW,
+               state: StateView = ACTIVE, mode: str = "semi_autonomous",
+               approved: bool = False) -> tuple[Verdict, str | None, str, int]:
+        r = gate(order, decisions[action], state, evaluators[mode], approved=approved, **NONE)
+        return r.verdict, r.rule, r.reason, r.approvers
+
+    buy, sell = held_order("BUY"), held_order("SELL")
+    assert judged(buy, Action.HALT) == (DENIED, "drift-spike-halt",
+                                        "the rails halt this symbol", 1)
+    assert judged(buy, Action.FLATTEN) == (
+        DENIED, "high-volatility-flatten",
+        "flatten: orders that open or grow a position are denied", 1)
+    assert judged(buy, Action.BLOCK_NEW)[2] == \
+        "block_new: orders that open or grow a position are denied"
+    assert judged(buy, Action.WAIT_CONFIRMATION) == (
+        PENDING, "low-confidence-wait", "held until a clear evaluation or a person's approval",
+        semi.default_approvers)
+    assert judged(buy, approved=True) == (SEND, None, "approved, and the rails allow it now", 1)
+    assert judged(buy) == (SEND, None, "the rails and the approval policy allow it", 1)
+    assert judged(OrderIntent(SYMBOL, "BUY", 2501, 100.0, 10)) == (
+        PENDING, "large-order-approval", "the approval policy (semi_autonomous) asks for a "
+                                         "person", 1)
+    assert judged(OrderIntent(SYMBOL, "BUY", 10_001, 100.0, 10)) == (
+        PENDING, "large-order-approval", "the approval policy (semi_autonomous) asks for 2 "
+                                         "people", 2)
+    assert judged(buy, mode="manual")[2:] == ("the approval policy (manual) asks for a person",
+                                              1)
+
+    halted = StateView(TradingState.HALTED, None, since, "drift-spike-halt fired for BBB")
+    assert judged(sell, Action.ALLOW, halted) == (
+        DENIED, "halt-latched", f"trading is halted since {since} (drift-spike-halt fired "
+                                "for BBB); a person must resume it", 1)
+    # A latch that names no rule is reported under the rule of the symbol's decision.
+    assert judged(sell, Action.BLOCK_NEW, halted)[1] == "coherence-break-block"
+
+    reducing = StateView(TradingState.REDUCING, None, since, "fills-reduce-only for AAA",
+                         reduce_only=True)
+    assert judged(buy, Action.ALLOW, reducing) == (
+        DENIED, "reduce-only", f"the book is reduce-only since {since} (fills-reduce-only "
+                               "for AAA); a person must re-enable it", 1)
+    assert judged(sell, Action.ALLOW, reducing)[0] is SEND
+    named = replace(reducing, rule="repeated-fills")
+    assert judged(buy, Action.ALLOW, named)[1] == "repeated-fills"
+    # Flatten or block_new reduce the book without latching reduce-only: a sale goes out.
+    assert judged(buy, Action.ALLOW, replace(reducing, reduce_only=False))[0] is SEND
+
+    killed = replace(ACTIVE, kills=(trading.KillScope(("AAA",), "BUY", since, "rita",
+                                                      "feed looks wrong"),))
+    assert judged(buy, Action.ALLOW, killed) == (
+        DENIED, "kill-switch", f"killed for AAA (BUY orders) since {since} by rita: feed "
+                               "looks wrong; a person must resume it", 1)
+    assert judged(sell, Action.ALLOW, killed)[0] is SEND
+    assert judged(buy, Action.ALLOW, replace(ACTIVE, kills=(trading.KillScope(
+        ("BBB",), None, since, "rita", "other symbol"),)))[0] is SEND

@@ -238,3 +238,36 @@ def test_lint_warns_when_the_rotation_plans_orders_the_controls_refuse(tmp_path:
     assert "max-order-pct-equity" in finding.message and "(25, 40]" in finding.message
     assert [f for f in lint(load_policy_set([str(REPO_ROOT / "policies")]))
             if f.code == "threshold-conflict"] == []
+
+
+def test_what_the_order_policy_says_of_its_verdict(write_policy: WritePolicy) -> None:
+    write_policy(_ORDER.format(name="sizes", rule="big", action="deny",
+                               fact="order_notional", op=">", value=1000), "a.yaml")
+    path = write_policy(_ORDER.format(name="collars", rule="collar", action="deny",
+                                      fact="price_deviation", op=">", value=0.05), "b.yaml")
+    ev = OrderPolicyEvaluator(load_policy_set([str(path.parent)]))
+    try:
+        assert ev.active
+        assert sorted(ev.facts) == ["order_notional", "price_deviation"]
+        passed = ev.judge({"order_notional": 10, "price_deviation": 0.0})
+        assert passed.reason == "the order policy allows it"
+        assert passed.to_json() == {"action": "send", "rule": None, "policy": None,
+                                    "source": None, "fired": [], "problems": [],
+                                    "observed": {"order_notional": 10, "price_deviation": 0.0}}
+        both = ev.judge({"order_notional": 5000, "price_deviation": 0.1})
+        # Equal restriction, no fact problem: the first rule in policy order decides.
+        assert both.rule == "big" and both.fired == ("big", "collar")
+        assert both.reason == "order policy sizes: big (deny)"
+        assert both.to_json()["source"].endswith("a.yaml:6:7")
+        # At equal restriction a fact that cannot be read is named before a rule that fired.
+        blind = ev.judge({"order_notional": 5000})
+        assert blind.rule == "fact-missing:price_deviation"
+        assert blind.reason.startswith("price_deviation")
+        assert blind.reason.endswith(": the order policy cannot judge the order "
+                                     "(fact-missing:price_deviation, fails closed to deny)")
+        assert blind.to_json()["problems"] == list(blind.problems) != []
+    finally:
+        ev.close()
+    nothing = OrderPolicyEvaluator(load_policy_set([str(REPO_ROOT / "policies" / "safety.yaml")]))
+    assert not nothing.active and nothing.facts == ()
+    assert nothing.judge({}).action is OrderAction.SEND
