@@ -16,7 +16,7 @@ from conftest import REPO_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.actions import Action
+from engine.actions import Action, OrderAction
 from engine.audit.store import AuditStore
 from engine.clock import Clock, ClockKind
 from engine.cycle import CompiledSet, run_cycle
@@ -680,3 +680,51 @@ def test_each_refusal_and_hold_says_why_in_words_a_person_reads(
     assert judged(sell, Action.ALLOW, killed)[0] is SEND
     assert judged(buy, Action.ALLOW, replace(ACTIVE, kills=(trading.KillScope(
         ("BBB",), None, since, "rita", "other symbol"),)))[0] is SEND
+
+
+CONTROL = """\
+apiVersion: fuggerbot/v1
+kind: OrderPolicy
+metadata: {{name: desk-controls, version: 1.0.0}}
+spec:
+  rules:
+    - id: desk-{rule}
+      when: {{fact: order_notional, op: ">", value: 5000}}
+      action: {action}
+"""
+
+
+@pytest.mark.parametrize(("action", "buy", "sell", "latch"), [
+    ("halt", DENIED, DENIED, "halt"),
+    ("reduce_only", DENIED, SEND, "reduce_only"),
+    ("deny", DENIED, DENIED, None),
+    ("require_approval", PENDING, PENDING, None),
+])
+def test_each_order_policy_action_stops_holds_or_latches_with_its_reason(
+        action: str, buy: Verdict, sell: Verdict, latch: str | None,
+        evaluators: dict[str, ApprovalEvaluator], decisions: dict[Action, Decision]) -> None:
+    controls = OrderPolicyEvaluator(policy_set_from_texts(
+        [("controls.yaml", CONTROL.format(action=action, rule=action.replace("_", "-")))]))
+    rule = "desk-" + action.replace("_", "-")
+    reason = f"order policy desk-controls: {rule} ({action})"
+    try:
+        for side, want in (("BUY", buy), ("SELL", sell)):
+            order = held_order(side)  # 10 x 100: notional 1000
+            facts = {"order_notional": 6000.0}
+            r = gate(order, decisions[Action.ALLOW], ACTIVE, evaluators["autonomous"],
+                     controls=controls, order_facts=facts)
+            assert r.verdict is want, (side, r)
+            assert r.latch == (OrderAction(latch) if latch else None), (side, r)
+            assert r.controls is not None and r.controls.observed == facts
+            if want is not SEND:
+                assert (r.rule, r.reason) == (rule, reason)
+            # What a person approved still meets the controls, except for approval itself.
+            approved = gate(order, decisions[Action.ALLOW], ACTIVE, evaluators["autonomous"],
+                            controls=controls, order_facts=facts, approved=True)
+            assert approved.verdict is (SEND if want is PENDING else want)
+            calm = gate(order, decisions[Action.ALLOW], ACTIVE, evaluators["autonomous"],
+                        controls=controls, order_facts={"order_notional": 1000.0})
+            assert (calm.verdict, calm.latch) == (SEND, None)
+            assert calm.controls is not None and calm.controls.rule is None
+    finally:
+        controls.close()
