@@ -728,3 +728,27 @@ def test_each_order_policy_action_stops_holds_or_latches_with_its_reason(
             assert calm.controls is not None and calm.controls.rule is None
     finally:
         controls.close()
+
+
+def test_a_hold_asks_for_as_many_people_as_the_approval_policy_says(
+        decisions: dict[Action, Decision]) -> None:
+    """`approvers` of the approval policy's spec: a hold by the rails (wait_confirmation) or
+    by an order-policy rule needs that many people, as a hold by an approval rule does."""
+    text = (POLICIES / "approval.yaml").read_text(encoding="utf-8")
+    assert "\n  mode: semi_autonomous\n" in text
+    four_eyes = ApprovalEvaluator(policy_set_from_texts([(
+        "approval.yaml", text.replace("\n  mode: semi_autonomous\n",
+                                      "\n  mode: semi_autonomous\n  approvers: 2\n"))]))
+    controls = OrderPolicyEvaluator(policy_set_from_texts(
+        [("controls.yaml", CONTROL.format(action="require_approval", rule="big"))]))
+    try:
+        assert four_eyes.default_approvers == 2
+        wait = gate(held_order("BUY"), decisions[Action.WAIT_CONFIRMATION], ACTIVE, four_eyes,
+                    **NONE)
+        assert (wait.verdict, wait.approvers) == (PENDING, 2)
+        held = gate(held_order("SELL"), decisions[Action.ALLOW], ACTIVE, four_eyes,
+                    controls=controls, order_facts={"order_notional": 6000.0})
+        assert (held.verdict, held.rule, held.approvers) == (PENDING, "desk-big", 2)
+    finally:
+        four_eyes.close()
+        controls.close()
