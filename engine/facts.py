@@ -238,9 +238,11 @@ def _duplicated(name: str, values: Duplicated) -> str:
 
 
 def _age(delta: timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    if seconds < 1:
-        return f"{delta.total_seconds():.3g}s"
+    exact = delta.total_seconds()
+    seconds = int(exact)
+    if seconds != exact:
+        # Next to a limit of whole seconds, a fraction matters: 5.5s ahead is past 5s.
+        return f"{exact:.3f}".rstrip("0").rstrip(".") + "s"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{seconds // size}{unit}"
