@@ -167,7 +167,11 @@ def test_bad_envelope_halts(safety_evaluator: SafetyEvaluator, case: str,
     assert d.action is Action.HALT
     assert d.deciding_rule is not None
     assert d.deciding_rule.rule == rule
-    assert rule in [f.rule for f in d.findings]
+    # No rule reads the envelope: every rule needed it, and the record points at the first
+    # rule of the policy, where a reader of the file starts.
+    assert d.deciding_rule.source == f"{SAFETY_YAML}:{safety_rule_line('drift-spike-halt')}:7"
+    (finding,) = (f for f in d.to_json()["findings"] if f["rule"] == rule)
+    assert finding["needed_by"] == ["*"]
 
 
 def test_dated_fact_with_unusable_ts_halts(safety_evaluator: SafetyEvaluator) -> None:

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import SAFETY_YAML, safety_rule_line
 
 from engine.actions import Action, most_restrictive
+from engine.clock import SNAPSHOT, Clock, ClockKind
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
-from engine.policy.model import PolicySet
+from engine.explain import explain
+from engine.policy.model import PolicySet, Scalar
 from engine.schemas import validator
+from engine.timeutil import parse_utc
 
 TS = "2025-03-04T15:30:00Z"
 #: Every rail well clear of its threshold.
@@ -179,3 +183,35 @@ def test_dated_fresh_facts_are_used(safety_evaluator: SafetyEvaluator) -> None:
     assert d.action is Action.FLATTEN
     assert [f.rule for f in d.fired] == ["high-volatility-flatten"]
     assert d.fired[0].observed == {"volatility": 0.35}
+
+
+def test_explain_ages_dated_facts_by_the_clock_it_runs_on(safety_evaluator: SafetyEvaluator,
+                                                          safety_set: PolicySet) -> None:
+    """A dated fact fresh at the snapshot's ts but two days old against the wall clock is
+    unknown to `fugger explain` on the wall clock, as it is to the decision; on the snapshot
+    clock (a replay) it is the value the rule saw."""
+    snap = snapshot()
+    snap["volatility"] = {"value": 0.2, "as_of": "2025-03-04T15:00:00Z"}
+    wall = Clock(ClockKind.WALL, parse_utc(TS) + timedelta(days=2))
+
+    def observed(clock: Clock) -> Scalar | None:
+        _, checks = explain(safety_evaluator, safety_set, snap, clock)
+        (check,) = (c for c in checks if c.rule == "high-volatility-flatten")
+        (comparison,) = check.comparisons
+        return comparison.observed
+
+    assert observed(wall) is None
+    assert observed(SNAPSHOT) == 0.2
+    assert safety_evaluator.decide(snap, clock=wall).action is Action.HALT
+    assert safety_evaluator.decide(snap, clock=SNAPSHOT).action is Action.ALLOW
+
+
+def test_a_decision_records_the_clock_and_the_instant_it_was_made_at(
+        safety_evaluator: SafetyEvaluator) -> None:
+    """A cycle fixes its clock at one instant; each of its decisions records that instant as
+    when it was decided, whichever clock, so a replay's record reads as history did."""
+    at = parse_utc("2025-03-04T15:31:00Z")
+    for kind in ClockKind:
+        d = safety_evaluator.decide(snapshot(), clock=Clock(kind, at))
+        assert (d.action, d.clock, d.decided_at) == (Action.ALLOW, kind.value,
+                                                     "2025-03-04T15:31:00Z")
