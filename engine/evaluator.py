@@ -49,8 +49,6 @@ class SafetyEvaluator:
 
     def __init__(self, policy_set: PolicySet) -> None:
         self.policy_set = policy_set
-        self.hash = policy_set.hash
-        self.versions = policy_set.versions()
         # First: it refuses a set without a SafetyPolicy before anything is compiled.
         self.assembler = DecisionAssembler(policy_set)
         compiled = []

@@ -221,3 +221,51 @@ def test_on_the_wall_clock_a_snapshot_is_aged_against_now(
     assert [f.detail for f in half.findings] == [
         "ts 2025-03-04T15:30:00Z is 5.5s ahead of the clock (2025-03-04T15:29:54.500000Z); "
         "the policy allows 5s of clock skew"]
+
+
+RANGED_POLICY = """\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata: {name: ranged-safety, version: 1.0.0}
+spec:
+  rules:
+    - id: drift-halt
+      when: {fact: drift_score, op: ">=", value: 0.8}
+      action: halt
+    - id: price-block
+      when: {fact: price, op: ">", value: 1000000}
+      action: block_new
+    - id: loss-block
+      when: {fact: daily_pnl_pct, op: "<", value: -5}
+      action: block_new
+"""
+
+
+@pytest.mark.parametrize(("fact", "value", "problem"), [
+    ("drift_score", 1.0000001, "invalid"), ("drift_score", -1e-9, "invalid"),
+    ("drift_score", 1.0, None), ("drift_score", 0.0, None),
+    ("price", -0.5, "invalid"), ("price", 1e300, None), ("price", math.inf, "invalid"),
+    ("daily_pnl_pct", -100.5, "invalid"), ("daily_pnl_pct", 1e300, None),
+    ("daily_pnl_pct", -100.0, None),
+])
+def test_every_number_fact_keeps_its_catalogue_range(tmp_path: Path, fact: str, value: float,
+                                                     problem: str | None) -> None:
+    """A plain float just outside a fact's range is invalid, one on its edge is a value, and
+    a fact with no upper bound takes any finite number: a fresh evaluator each time, so the
+    ranges it works out when it is built are the ones checked."""
+    path = tmp_path / "ranged.yaml"
+    path.write_text(RANGED_POLICY, encoding="utf-8")
+    evaluator = SafetyEvaluator(load_policy_set([str(path)]))
+    try:
+        calm = {"ts": TS, "symbol": "SP500", "drift_score": 0.1, "price": 10.0,
+                "daily_pnl_pct": 0.0}
+        d = evaluator.decide({**calm, fact: value})
+    finally:
+        evaluator.close()
+    assert [(f.rule, f.problem) for f in d.findings] == (
+        [] if problem is None else [(f"fact-{problem}:{fact}", problem)])
+    fired = {"drift_score": value >= 0.8, "price": value > 1e6,
+             "daily_pnl_pct": value < -5}[fact] and problem is None
+    assert [f.rule for f in d.fired] == (
+        [{"drift_score": "drift-halt", "price": "price-block",
+          "daily_pnl_pct": "loss-block"}[fact]] if fired else [])

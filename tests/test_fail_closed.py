@@ -170,6 +170,7 @@ def test_bad_envelope_halts(safety_evaluator: SafetyEvaluator, case: str,
     # No rule reads the envelope: every rule needed it, and the record points at the first
     # rule of the policy, where a reader of the file starts.
     assert d.deciding_rule.source == f"{SAFETY_YAML}:{safety_rule_line('drift-spike-halt')}:7"
+    assert d.deciding_rule.version == safety_evaluator.policy_set.versions()["core-safety"]
     (finding,) = (f for f in d.to_json()["findings"] if f["rule"] == rule)
     assert finding["needed_by"] == ["*"]
 
@@ -463,3 +464,26 @@ def test_the_quick_check_leaves_the_unusual_to_the_full_check() -> None:
                       ("safety_action", "sideways")):
         assert not quick_check(CATALOGUE[name])(bad), (name, bad)
         assert type_problem(CATALOGUE[name], bad) != "", (name, bad)
+
+
+def test_an_engine_failure_is_named_for_every_safety_policy(write_policy: WritePolicy) -> None:
+    """With two safety policies and the rule engine failing on both, each names its own
+    engine error: the second policy is still tried, never skipped after the first."""
+    second = """\
+apiVersion: fuggerbot/v1
+kind: SafetyPolicy
+metadata: {name: desk-safety, version: 1.0.0}
+spec:
+  rules:
+    - id: desk-drift-halt
+      when: {fact: drift_score, op: ">=", value: 0.5}
+      action: halt
+"""
+    evaluator = SafetyEvaluator(load_policy_set([
+        str(write_policy(SAFETY_YAML.read_text(encoding="utf-8"), "a.yaml")),
+        str(write_policy(second, "b.yaml"))]))
+    evaluator.close()
+    d = decide(evaluator, snapshot())
+    assert d.action is Action.HALT
+    assert [f.rule for f in d.findings] == ["engine-error:core-safety",
+                                            "engine-error:desk-safety"]

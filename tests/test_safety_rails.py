@@ -15,9 +15,10 @@ from engine.clock import SNAPSHOT, Clock, ClockKind
 from engine.decision import Decision
 from engine.evaluator import SafetyEvaluator
 from engine.explain import explain
+from engine.ids import new_id
 from engine.policy.model import PolicySet, Scalar
 from engine.schemas import validator
-from engine.timeutil import parse_utc
+from engine.timeutil import parse_utc, utc_now
 
 TS = "2025-03-04T15:30:00Z"
 #: Every rail well clear of its threshold.
@@ -202,7 +203,10 @@ def test_explain_ages_dated_facts_by_the_clock_it_runs_on(safety_evaluator: Safe
 
     assert observed(wall) is None
     assert observed(SNAPSHOT) == 0.2
-    assert safety_evaluator.decide(snap, clock=wall).action is Action.HALT
+    live = safety_evaluator.decide(snap, clock=wall)
+    assert (live.action, [f.rule for f in live.findings]) == (
+        Action.HALT, ["fact-stale:ts", "fact-stale:volatility"])
+    assert live.findings[1].detail == "volatility is 2910m old; the policy allows 1d"
     assert safety_evaluator.decide(snap, clock=SNAPSHOT).action is Action.ALLOW
 
 
@@ -215,3 +219,23 @@ def test_a_decision_records_the_clock_and_the_instant_it_was_made_at(
         d = safety_evaluator.decide(snapshot(), clock=Clock(kind, at))
         assert (d.action, d.clock, d.decided_at) == (Action.ALLOW, kind.value,
                                                      "2025-03-04T15:31:00Z")
+
+
+def test_a_policy_set_without_a_safety_policy_is_refused() -> None:
+    with pytest.raises(ValueError) as refused:
+        SafetyEvaluator(PolicySet(()))
+    assert str(refused.value) == ("the policy set has no SafetyPolicy: nothing could ever "
+                                  "allow or refuse a trade")
+
+
+def test_a_decision_id_sorts_by_the_instant_it_was_decided_at(
+        safety_evaluator: SafetyEvaluator) -> None:
+    """An id begins with its decision's instant, so a decision made for a later instant sorts
+    after every id made before it (one second ahead here, to leave the ids of other tests
+    in order)."""
+    before = safety_evaluator.decide(snapshot()).decision_id
+    at = utc_now() + timedelta(seconds=1)
+    d = safety_evaluator.decide(snapshot(), clock=Clock(ClockKind.SNAPSHOT, at))
+    later = new_id(int(at.timestamp() * 1000))
+    assert before < d.decision_id < later
+    assert d.decision_id[:10] == later[:10]
