@@ -23,8 +23,36 @@ KILLED_CODES = {1, 3, 37}
 SURVIVED_CODES = {0}
 NO_TEST_CODES = {5, 33}
 TIMEOUT_CODES = {24, -24, 36, 152, 255}
+
+
+def _same(reason: str, prefix: str, *numbers: int) -> dict[str, str]:
+    """The mutants `prefix__mutmut_N` for each N, all equivalent for one reason."""
+    return {f"{prefix}__mutmut_{n}": reason for n in numbers}
+
+
+_EVALUATOR = "engine.evaluator."
+_FAST_PATH = ("only decides whether a plain float skips the full check; the full check "
+              "(read_fact) returns the same value or finding, only slower")
 #: Equivalent mutants, by name, with why no test can tell them from the original.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    **_same(_FAST_PATH, _EVALUATOR + "x_fast_bounds", 2, 3, 5, 7, 8, 18),
+    **_same("every number fact of the catalogue has a minimum: the branch for one without "
+            "is never taken", _EVALUATOR + "x_fast_bounds", 10, 12),
+    **_same(_FAST_PATH, _EVALUATOR + "x__read_values", 4, 5, 6, 7, 11, 13, 14, 15),
+    **_same("the values a fired rule saw are cached per fact tuple; without the cache they "
+            "are worked out again, the same", _EVALUATOR + "xǁSafetyEvaluatorǁdecide",
+            76, 77, 81),
+    **_same("on the wall clock now is read at the start of decide or again at its stamp: "
+            "the same instant to the microsecond for any caller",
+            _EVALUATOR + "xǁSafetyEvaluatorǁdecide", 99),
+    **_same("every fact a finding names is read by some rule of its policy, so the default "
+            "of readers.get is never used", _EVALUATOR + "xǁSafetyEvaluatorǁdecide", 47, 49),
+    **_same("a finding always names a policy of the set, and a policy has at least one rule "
+            "(schema minItems): the fallbacks for neither are never taken",
+            _EVALUATOR + "xǁDecisionAssemblerǁ_deciding", 7, 16, 20, 21, 31, 33, 34),
+    **_same("unreachable: a restrictive action always has a fired rule or finding behind it",
+            _EVALUATOR + "xǁDecisionAssemblerǁ_deciding", 44, 45, 46),
+}
 
 
 @dataclass(frozen=True)

@@ -129,19 +129,57 @@ def test_boolean_and_string_facts() -> None:
 
 
 def test_unwritable_values_raise_engine_error() -> None:
+    """A value the engine cannot read exactly is refused in words, never guessed at; the
+    largest exact integer still decides."""
     compiled = CompiledRules("unwritable", [RuleSpec("r", leaf("drift_score", ">=", 0.8))])
     try:
-        for bad in (float("nan"), float("inf"), 2**60):
-            with pytest.raises(EngineError):
-                compiled.fired({"drift_score": bad})
+        for bad, message in ((float("nan"), "drift_score: nan is not a finite number"),
+                             (float("inf"), "drift_score: inf is not a finite number"),
+                             (2**53, f"drift_score: integer {2**53} is too large for the "
+                                     "rule engine"),
+                             (-(2**60), f"drift_score: integer {-(2**60)} is too large for "
+                                        "the rule engine"),
+                             ([0.9], "drift_score: list value cannot be evaluated")):
+            with pytest.raises(EngineError) as refused:
+                compiled.fired({"drift_score": bad})  # type: ignore[dict-item]
+            assert str(refused.value) == message
+        assert compiled.fired({"drift_score": 2**53 - 1}) == {"r"}
+        assert compiled.fired({"drift_score": 0}) == frozenset()
     finally:
         compiled.close()
 
 
-def test_rule_over_the_comparison_limit_is_refused() -> None:
-    many = tuple(float(i) / 100 for i in range(MAX_COMPARISONS + 1))
-    with pytest.raises(EngineError):
-        CompiledRules("too-big", [RuleSpec("big", leaf("drift_score", "in", many))])
+def test_a_list_threshold_needs_in_or_not_in() -> None:
+    with pytest.raises(EngineError, match="a list value needs 'in' or 'not_in'"):
+        CompiledRules("listed", [RuleSpec("r", leaf("drift_score", "<", (0.1, 0.2)))])
+
+
+@pytest.mark.parametrize("cond", [
+    leaf("drift_score", "in", tuple(float(i) / 100 for i in range(MAX_COMPARISONS + 1))),
+    NotOf(leaf("drift_score", "not_in", tuple(float(i) / 100
+                                              for i in range(MAX_COMPARISONS + 1))), HERE),
+    AnyOf((leaf("frs", "in", tuple(float(i) / 100 for i in range(MAX_COMPARISONS))),
+           AllOf((leaf("volatility", ">", 0.1),), HERE)), HERE),
+], ids=["in", "not-not-in", "any-all"])
+def test_rule_over_the_comparison_limit_is_refused(cond: Condition) -> None:
+    with pytest.raises(EngineError) as refused:
+        CompiledRules("too-big", [RuleSpec("big", cond)])
+    assert str(refused.value) == (f"rule 'big' has {MAX_COMPARISONS + 1} comparisons; at most "
+                                  f"{MAX_COMPARISONS}")
+
+
+def test_rules_of_exactly_the_limit_fill_rulesets_one_by_one() -> None:
+    """Rules of MAX_COMPARISONS comparisons each take a ruleset of their own, and every one
+    of them still fires: the engine fires nothing past 64 matching comparisons."""
+    values = tuple(float(i) / 100 for i in range(MAX_COMPARISONS))
+    rules = [RuleSpec(f"full-{i}", leaf("drift_score", "in", values)) for i in range(3)]
+    rules.append(RuleSpec("small", leaf("drift_score", "<", 0.5)))
+    compiled = CompiledRules("full", rules)
+    try:
+        assert compiled.fired({"drift_score": 0.47}) == {r.id for r in rules}
+        assert compiled.fired({"drift_score": 0.6}) == frozenset()
+    finally:
+        compiled.close()
 
 
 # --- compiling more than once ----------------------------------------------------------
