@@ -183,6 +183,37 @@ def test_the_witness_checkpoints_every_n_records_or_t_seconds(tmp_path: Path) ->
     assert result.ok
 
 
+def test_a_restarted_witness_goes_on_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """A witness started again reads where the last one stopped: records already vouched
+    for are not checkpointed twice, and the time rule counts from the first look after the
+    restart, not from nothing."""
+    key = tmp_path / "audit.key"
+    checkpoint.keygen(key)
+    private = checkpoint.load_private(key)
+    for every_records, every in ((0, timedelta(minutes=5)), (10, timedelta(0))):
+        with AuditStore(tmp_path / "a.db") as store, \
+                pytest.raises(ValueError, match="a positive record count and interval"):
+            Witness(store, private, tmp_path / "witness", every_records=every_records,
+                    every=every)
+    now = utc_now()
+    with AuditStore(tmp_path / "a.db") as store:
+        first = Witness(store, private, tmp_path / "witness", every_records=3)
+        assert first.now(now) is None  # an empty store: nothing to vouch for
+        _fill(store, 1, 3)
+        taken = first.maybe(now)
+        assert taken is not None and taken.seq == 3
+        assert first.now(now) is None
+        again = Witness(store, private, tmp_path / "witness", every_records=3,
+                        every=timedelta(minutes=5))
+        assert again.last is not None and again.last.seq == 3
+        assert again.maybe(now) is None
+        _fill(store, 4, 4)
+        assert again.maybe(now + timedelta(hours=2)) is None  # the first look starts the clock
+        assert again.maybe(now + timedelta(hours=2, minutes=4)) is None
+        later = again.maybe(now + timedelta(hours=2, minutes=5))
+        assert later is not None and later.seq == 4
+
+
 def test_a_run_hands_checkpoints_to_its_witness_and_its_sinks(tmp_path: Path,
                                                               run_cli: RunCli) -> None:
     key, witness, db = tmp_path / "audit.key", tmp_path / "witness", tmp_path / "a.db"

@@ -47,7 +47,7 @@ class Witness:
 
     def now(self, now: datetime) -> Checkpoint | None:
         """Checkpoint now, unless nothing was appended since the last one."""
-        if self.last is not None and self.store.head_seq() <= self.last.seq:
+        if self.store.head_seq() <= (self.last.seq if self.last is not None else 0):
             return None
         cp = take(self.store, self.key, now, self.last)
         path = write(cp, self.directory)
