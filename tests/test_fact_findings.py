@@ -3,6 +3,7 @@ and, in words a person acts on, what is wrong with the value. In process, on the
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,7 +16,7 @@ from conftest import SAFETY_YAML
 from engine.actions import Action
 from engine.clock import Clock, ClockKind
 from engine.evaluator import SafetyEvaluator
-from engine.facts import Duplicated
+from engine.facts import Duplicated, facts_hash, parse_snapshot
 from engine.policy.loader import load_policy_set
 from engine.timeutil import parse_utc
 
@@ -40,6 +41,8 @@ VOLATILITY: list[tuple[Any, str, str]] = [
     (10**400, "invalid",
      "volatility = an integer of 401 digits is too large to be a fraction per year"),
     (2**53, "invalid",
+     "volatility = an integer of 16 digits is too large to be a fraction per year"),
+    (-(2**53), "invalid",
      "volatility = an integer of 16 digits is too large to be a fraction per year"),
     (35, "invalid", "volatility = 35 is outside its range 0..5 (fraction per year)"),
     ({"as_of": TS}, "missing", "volatility has no value"),
@@ -155,6 +158,8 @@ FLAGS: list[tuple[str, Any, str]] = [
     ("days_since_rebalance", -1, "days_since_rebalance = -1 is outside its range 0..inf (days)"),
     ("days_since_rebalance", 2.0**53, "days_since_rebalance = 9007199254740992.0 is too "
                                       "large to be a count of days"),
+    ("days_since_rebalance", -(2.0**53), "days_since_rebalance = -9007199254740992.0 is too "
+                                         "large to be a count of days"),
     ("safety_action", 5, "safety_action must be a string, got a number 5"),
     ("safety_action", "stop", "safety_action = 'stop' is not one of halt, flatten, block_new, "
                               "wait_confirmation, allow"),
@@ -269,3 +274,15 @@ def test_every_number_fact_keeps_its_catalogue_range(tmp_path: Path, fact: str, 
     assert [f.rule for f in d.fired] == (
         [{"drift_score": "drift-halt", "price": "price-block",
           "daily_pnl_pct": "loss-block"}[fact]] if fired else [])
+
+
+def test_the_facts_hash_is_of_the_facts_not_of_how_they_were_written() -> None:
+    """The hash a decision records for its facts is the SHA-256 of their canonical JSON:
+    the same whatever the key order, so a replay finds the very facts again."""
+    one = {"symbol": "SP500", "volatility": {"value": 0.2, "as_of": TS}, "frs": [1.5, "x"]}
+    other = {"frs": [1.5, "x"], "volatility": {"as_of": TS, "value": 0.2}, "symbol": "SP500"}
+    canonical = ('{"frs":[1.5,"x"],"symbol":"SP500","volatility":{"as_of":"' + TS +
+                 '","value":0.2}}')
+    assert facts_hash(one) == facts_hash(other) == hashlib.sha256(
+        canonical.encode("utf-8")).hexdigest()
+    assert parse_snapshot(one).facts_hash == facts_hash(one)
