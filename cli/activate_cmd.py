@@ -15,11 +15,12 @@ from engine.policy.removal import removed
 
 
 def activate(
+    reason: Annotated[str, typer.Option(metavar="TEXT",
+                                        help="Why this set goes into force (recorded).")],
     policies: Annotated[str, typer.Option("--policies", "-p", metavar="DIR",
                                           help="The policy set to put in force.")] = "policies",
     audit: Annotated[str, typer.Option("--audit", metavar="DB", help="Audit store.")] =
     DEFAULT_PATH,
-    reason: Annotated[str, typer.Option(help="Why this set goes into force (recorded).")] = "",
     allow_removal: Annotated[bool, typer.Option(
         "--allow-removal", help="Allow the set to remove policies of the set in force.")] =
     False,

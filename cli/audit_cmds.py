@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cli.common import EXIT_USAGE, Format, check_day_range, day_option, fail, out, refuse_unknown
 from cli.plain import write_lines
+from engine.audit import prefix
 from engine.audit.checkpoint import (
     DEFAULT_KEY,
     KEY_ENV,
@@ -135,18 +136,18 @@ def summary(r: Record) -> str:
 def _lookup(store: AuditStore, text: str, audit: str) -> list[Record]:
     """The records about what a person typed: a whole ref, a record number, or a unique
     prefix of a ref (the short form tables show). An ambiguous prefix exits 2 listing the
-    candidates. Display only: nothing that decides or writes resolves ids this way."""
+    candidates."""
     rows = store.lookup(text)
     if rows:
         return rows
-    refs = store.refs_starting(text, limit=11)
-    if len(refs) == 1:
-        return store.find(refs[0])
-    if len(refs) > 1:
-        listing = "\n".join(f"  {r}" for r in refs[:10]) + ("\n  ..." if len(refs) > 10 else "")
-        fail(f"{text!r} is the start of more than one id in {audit}; give more of it:\n"
-             f"{listing}", EXIT_USAGE)
-    fail(f"no record with id {text!r} in {audit}")
+    try:
+        ref = prefix.resolve(store, text, what=f"id in {audit}")
+    except prefix.AmbiguousRef as e:
+        fail(str(e), EXIT_USAGE)
+    rows = store.find(ref) if ref != text else []
+    if not rows:
+        fail(f"no record with id {text!r} in {audit}")
+    return rows
 
 
 @app.command("show")

@@ -12,6 +12,7 @@ import typer
 from rich.table import Table
 
 from cli.common import (
+    EXIT_USAGE,
     ClockName,
     ClockOpt,
     Format,
@@ -26,6 +27,7 @@ from cli.common import (
     out,
 )
 from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
+from engine.audit import prefix
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.clock import wall_now
 from engine.execution import approvals
@@ -33,6 +35,7 @@ from engine.execution import state as trading
 from engine.execution.gateway import reconcile
 from engine.execution.paper import PaperAccountError, PaperBroker, init_account
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
+from engine.ids import short
 from engine.timeutil import format_utc
 
 if TYPE_CHECKING:
@@ -68,12 +71,12 @@ def _broker(path: str, **settings: Any) -> PaperBroker:
 
 @paper_app.command("init")
 def paper_init(
-    cash: Annotated[float, typer.Option(help="Starting cash.", min=0)],
+    cash: Annotated[float, typer.Option(metavar="USD", help="Starting cash.", min=0)],
     positions: Annotated[str | None, typer.Option(metavar="FILE", help="A book file (YAML or "
                                                   "JSON with cash and positions) to start "
                                                   "from; its positions are used.")] = None,
-    symbols: Annotated[str | None, typer.Option(help="Comma-separated tradable symbols; "
-                                                "default: any.")] = None,
+    symbols: Annotated[str | None, typer.Option(
+        metavar="LIST", help="Comma-separated tradable symbols; default: any.")] = None,
     broker: BrokerOpt = DEFAULT_BROKER,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing account.")] = False,
     audit: AuditOpt = DEFAULT_PATH,
@@ -99,7 +102,8 @@ def paper_init(
 @paper_app.command("show")
 def paper_show(broker: BrokerOpt = DEFAULT_BROKER,
                fmt: FormatOpt = Format.text,
-               orders: Annotated[int, typer.Option(help="How many recent orders.")] = 20) -> None:
+               orders: Annotated[int, typer.Option(
+                   metavar="N", help="How many recent orders.")] = 20) -> None:
     """Cash, positions and the latest orders of the paper account."""
     summary = _broker(broker).account_summary()
     if fmt is Format.json:
@@ -120,7 +124,7 @@ def paper_show(broker: BrokerOpt = DEFAULT_BROKER,
     recent = Table("client id", "symbol", "side", "shares", "status", "fill", "reason",
                    title=f"last {orders} orders", title_justify="left")
     for o in summary.orders[-orders:]:
-        recent.add_row(o.client_id, o.symbol, o.side.value, str(o.shares), o.status.value,
+        recent.add_row(short(o.client_id), o.symbol, o.side.value, str(o.shares), o.status.value,
                        f"{o.fill_price:g}" if o.fill_price else "-", o.reason or "")
     out.print(recent)
 
@@ -145,15 +149,20 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
     table = Table("id", "order", "rule", "requested", "expires", "outcome",
                   title="approval queue", title_justify="left")
     for i in items:
-        table.add_row(i.item_id, f"{i.side} {i.shares} {i.symbol} @ {i.price:g}", i.rule,
+        table.add_row(short(i.item_id), f"{i.side} {i.shares} {i.symbol} @ {i.price:g}", i.rule,
                       i.requested_at, i.expires_at,
                       f"{i.outcome} by {i.decided_by}" if i.outcome else
                       f"pending ({i.approvers_required} approver(s), not {i.requested_by})")
     out.print(table)
 
 
-def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str, access: str) -> None:
+def _decide(typed: str, outcome: str, by: str, reason: str, audit: str, access: str) -> None:
     with _store(audit, create=False) as store:
+        try:
+            item_id = prefix.resolve(store, typed, kind=approvals.REQUESTED,
+                                     what="approval item")
+        except prefix.AmbiguousRef as e:
+            fail(str(e), EXIT_USAGE)
         actor = authorised(store, access, "approve" if outcome == "approved" else "reject",
                            by=by, target=item_id)
         try:
@@ -173,9 +182,10 @@ def _decide(item_id: str, outcome: str, by: str, reason: str, audit: str, access
 
 
 @approvals_app.command("approve")
-def approve(item_id: Annotated[str, typer.Argument(metavar="ID")],
+def approve(item_id: Annotated[str, typer.Argument(
+                metavar="ID", help="The item's id, or a unique start of it (as listed).")],
+            reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded).")],
             by: ByOpt = "",
-            reason: Annotated[str, typer.Option(help="Why (required).")] = "",
             audit: AuditOpt = DEFAULT_PATH,
             access: AccessOpt = DEFAULT_ACCESS) -> None:
     """Approve a waiting order (the approver role; never the person who requested it). An
@@ -185,17 +195,19 @@ def approve(item_id: Annotated[str, typer.Argument(metavar="ID")],
 
 
 @approvals_app.command("reject")
-def reject(item_id: Annotated[str, typer.Argument(metavar="ID")],
+def reject(item_id: Annotated[str, typer.Argument(
+               metavar="ID", help="The item's id, or a unique start of it (as listed).")],
+           reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded).")],
            by: ByOpt = "",
-           reason: Annotated[str, typer.Option(help="Why (required).")] = "",
            audit: AuditOpt = DEFAULT_PATH,
            access: AccessOpt = DEFAULT_ACCESS) -> None:
     """Reject a waiting order (the approver role)."""
     _decide(item_id, "rejected", by, reason, audit, access)
 
 
-def resume(by: ByOpt = "",
-           reason: Annotated[str, typer.Option(help="Why it is safe to resume.")] = "",
+def resume(reason: Annotated[str, typer.Option(
+               metavar="TEXT", help="Why it is safe to resume (recorded).")],
+           by: ByOpt = "",
            reduce_only: Annotated[bool, typer.Option(
                "--reduce-only", help="Re-enable a book an order rule made reduce-only (the "
                                      "reenable action).")] = False,
@@ -331,6 +343,6 @@ def _print_cycle(result: CycleResult, settled: list[tuple[str, str]], fmt: Forma
     table = Table("order", "symbol", "side", "shares", "price", "status", "rule",
                   title="orders", title_justify="left")
     for r in rows:
-        table.add_row(str(r["client_id"]), str(r["symbol"]), str(r["side"]), str(r["shares"]),
-                      f"{r['price']:g}", str(r["status"]), str(r["rule"] or "-"))
+        table.add_row(short(str(r["client_id"])), str(r["symbol"]), str(r["side"]),
+                      str(r["shares"]), f"{r['price']:g}", str(r["status"]), str(r["rule"] or "-"))
     out.print(table)

@@ -30,8 +30,8 @@ AccessOpt = Annotated[str, typer.Option(
     "--access", envvar=ACCESS_ENV, metavar="FILE",
     help="The access policy: who may do what (default policies/access.yaml).")]
 ByOpt = Annotated[str, typer.Option(
-    "--by", help="Who acts; must be the authenticated person (the OS user's, or the "
-                 "token's): a check, never a way to choose.")]
+    "--by", metavar="NAME", help="Who acts; must be the authenticated person (the OS user's, "
+                                 "or the token's): a check, never a way to choose.")]
 
 
 def authorised(store: AuditStore, access_path: str, action: str, *, by: str = "",

@@ -11,9 +11,11 @@ from typing import Annotated
 
 import typer
 
-from cli.common import Format, FormatOpt, fail, out
+from cli.common import EXIT_USAGE, Format, FormatOpt, fail, out
 from cli.plain import write_lines
+from engine.audit import prefix
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
+from engine.ids import short
 from engine.monitoring.alert import Severity
 from engine.monitoring.summary.build import summarize
 from engine.monitoring.summary.records import LAST_ALERTS, SummaryError, alert_line
@@ -48,6 +50,11 @@ def alerts(
     """The alerts recorded in the audit store, oldest first (the last 20 unless --all)."""
     floor = Severity.parse(severity.value) if severity is not None else Severity.INFO
     with _open(audit) as store:
+        if run is not None:
+            try:
+                run = prefix.resolve(store, run, kind="run_started", what="run")
+            except prefix.AmbiguousRef as e:
+                fail(str(e), EXIT_USAGE)
         chosen: Iterable[Record] = (
             r for r in store.iter_records("alert") if _wanted(r, floor, run)
         )
@@ -64,7 +71,7 @@ def alerts(
         a = alert_line(r)
         run_id = r.body.get("run_id", "-") if isinstance(r.body, dict) else "-"
         write_lines(f"{a.ts}  {a.severity.upper():8}  {a.key}  {a.title}: {a.message}"
-                    f"  [run {run_id}, alert {a.alert_id}]")
+                    f"  [run {short(str(run_id))}, alert {short(a.alert_id)}]")
 
 
 def _wanted(r: Record, floor: Severity, run: str | None) -> bool:

@@ -23,6 +23,7 @@ from cli.exec_cmds import DEFAULT_BROKER, AuditOpt, BrokerOpt, _broker, _store
 from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
 from engine.audit.store import DEFAULT_PATH
 from engine.clock import wall_now
+from engine.ids import short
 
 
 class SideOpt(StrEnum):
@@ -31,12 +32,12 @@ class SideOpt(StrEnum):
 
 
 def order(
-    symbol: Annotated[str, typer.Option("--symbol", help="The symbol to trade.")],
+    symbol: Annotated[str, typer.Option("--symbol", metavar="SYMBOL", help="The symbol to trade.")],
     side: Annotated[SideOpt, typer.Option("--side", case_sensitive=False,
                                           help="BUY or SELL.")],
-    shares: Annotated[int, typer.Option("--shares", min=1, help="Whole shares.")],
-    price: Annotated[float, typer.Option("--price", help="The order's price (its limit with "
-                                                         "--limit).")],
+    shares: Annotated[int, typer.Option("--shares", metavar="N", min=1, help="Whole shares.")],
+    price: Annotated[float, typer.Option(
+        "--price", metavar="PRICE", help="The order's price (its limit with --limit).")],
     limit: Annotated[bool, typer.Option("--limit", help="A limit order: it rests at the "
                                                         "broker until the market reaches "
                                                         "the price.")] = False,
@@ -92,20 +93,19 @@ def order(
         out.print(f"{side.value} {shares} {symbol} @ {price:g}{' limit' if limit else ''}: "
                   f"{o.status}" + (f" ({o.rule})" if o.rule else ""), markup=False)
         out.print(f"  {o.reason}", markup=False)
-        out.print(f"  order {o.client_id}; trading {result.state.state.value}")
+        out.print(f"  order {short(o.client_id)}; trading {result.state.state.value}")
     if o.status in ("denied", "rejected", "failed"):
         raise typer.Exit(1)
 
 
 def kill(
-    symbol: Annotated[list[str] | None, typer.Option("--symbol", help="A symbol to kill "
-                                                                     "(repeat for more).")] =
-    None,
+    reason: Annotated[str, typer.Option("--reason", metavar="TEXT", help="Why (recorded).")],
+    symbol: Annotated[list[str] | None, typer.Option(
+        "--symbol", metavar="SYMBOL", help="A symbol to kill (repeat for more).")] = None,
     side: Annotated[SideOpt | None, typer.Option("--side", case_sensitive=False,
                                                  help="Only this side.")] = None,
     all_symbols: Annotated[bool, typer.Option("--all", help="Every symbol: the whole "
                                                             "book.")] = False,
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
     by: ByOpt = "",
     audit: AuditOpt = DEFAULT_PATH,
     broker: BrokerOpt = DEFAULT_BROKER,

@@ -50,7 +50,8 @@ FactsOpt = Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
                                        help="Snapshots as JSON, JSONL or CSV; '-' reads stdin.")]
 FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for "
                                                             "programs (one object per line).")]
-InputFormatOpt = Annotated[str, typer.Option("--input-format", help="auto, json, jsonl or csv.")]
+InputFormatOpt = Annotated[str, typer.Option(
+    "--input-format", metavar="FORMAT", help="auto, json, jsonl or csv.")]
 
 
 def validate(
@@ -187,7 +188,7 @@ def _decision_table(decisions: list[Decision], title: str | None) -> None:
     for d in decisions:
         rule = d.deciding_rule
         others = [f.rule for f in d.fired if rule is None or f.rule != rule.rule]
-        table.add_row(d.decision_id, d.ts or "?", d.symbol or "?",
+        table.add_row(short(d.decision_id), d.ts or "?", d.symbol or "?",
                       styled((d.action.value, colours[d.action.value])),
                       styled(rule.rule, Text("\n"), rule.source) if rule else "-",
                       ", ".join(others) or "-")

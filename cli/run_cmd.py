@@ -41,6 +41,7 @@ from engine.audit import activation
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.backends.agreement import BackendDisagreement
 from engine.factsource import DEFAULT_MAX_SNAPSHOT_BYTES
+from engine.ids import short
 from engine.policy.model import PolicySet
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ def run(
              f"others expire. '' approves nothing. [default: {DEFAULT_APPROVED}]",
         show_default=False)] = None,
     resume_after: Annotated[int, typer.Option(
-        min=-1, help="The declared operator: days without a halting rule before a latched "
-                     "halt is resumed; -1 never resumes.")] = 5,
+        metavar="DAYS", min=-1, help="The declared operator: days without a halting rule "
+                                     "before a latched halt is resumed; -1 never resumes.")] = 5,
     start: Annotated[str | None, day_option(
         "--from", "First day replayed, by the snapshots' ts (UTC).")] = None,
     end: Annotated[str | None, day_option("--to", "Last day replayed.")] = None,
@@ -92,10 +93,10 @@ def run(
                                                                    "on.")] = None,
     slippage_bps: Annotated[float, typer.Option(
         min=0, metavar="BPS", help="Price slippage of every paper fill, in basis points.")] = 5.0,
-    metrics_points: Annotated[int, typer.Option(min=1, help="Points of history kept per "
-                                                            "metric; older ones drop.")] =
+    metrics_points: Annotated[int, typer.Option(
+        metavar="N", min=1, help="Points of history kept per metric; older ones drop.")] =
     10_000,
-    commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
+    commission: Annotated[float, typer.Option(metavar="USD", min=0, help="Per share.")] = 0.0,
     fmt: Annotated[Format, typer.Option("--format", help="Summary as text or JSON.")] =
     Format.text,
     access: AccessOpt = DEFAULT_ACCESS,
@@ -220,7 +221,7 @@ def run(
         sys.stdout.write(json.dumps(summary.to_json()) + "\n")
     else:
         write_lines(summary.render_text())
-        out.print(f"replayed in {elapsed:.1f} s; audit store {audit}; run {run_id}",
+        out.print(f"replayed in {elapsed:.1f} s; audit store {audit}; run {short(run_id)}",
                   markup=False)
     if candidate is not None:
         s = candidate.summary

@@ -68,10 +68,11 @@ def sweep(
         help="Orders held by these approval rules are approved in the cycle that queued "
              f"them, as in fugger run. [default: {DEFAULT_APPROVED}]",
         show_default=False)] = None,
-    resume_after: Annotated[int, typer.Option(min=-1, help="As in fugger run.")] = 5,
+    resume_after: Annotated[int, typer.Option(metavar="DAYS", min=-1,
+                                              help="As in fugger run.")] = 5,
     slippage_bps: Annotated[float, typer.Option(
         min=0, metavar="BPS", help="Price slippage of every paper fill, in basis points.")] = 5.0,
-    commission: Annotated[float, typer.Option(min=0, help="Per share.")] = 0.0,
+    commission: Annotated[float, typer.Option(metavar="USD", min=0, help="Per share.")] = 0.0,
     workers: WorkersOpt = None,
     cluster: ClusterOpt = None,
     fmt: Annotated[Format, typer.Option("--format", help="text or json.")] = Format.text,

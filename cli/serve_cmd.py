@@ -23,9 +23,9 @@ def serve(
     audit: Annotated[str, typer.Option("--audit", metavar="DB", help="The audit store.")],
     broker: Annotated[str, typer.Option("--broker", metavar="DB",
                                         help="The paper account file.")],
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port to listen on.")] =
-    8700,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(
+        metavar="PORT", min=0, max=65535, help="TCP port to listen on.")] = 8700,
     sinks: Annotated[str | None, typer.Option(metavar="FILE", help="Alert sinks config "
                                                                    "(YAML).")] = None,
     access: AccessOpt = DEFAULT_ACCESS,

@@ -36,8 +36,8 @@ def _store(path: str) -> AuditStore:
 def create_cmd(
     holder: Annotated[str, typer.Option("--for", metavar="NAME",
                                         help="The person or service account it acts as.")],
-    expires: Annotated[str, typer.Option(help="Lifetime: 90d, 12h, ... (at most 366d).")] =
-    "90d",
+    expires: Annotated[str, typer.Option(
+        metavar="DURATION", help="Lifetime: 90d, 12h, ... (at most 366d).")] = "90d",
     audit: AuditOpt = DEFAULT_PATH,
     access: AccessOpt = DEFAULT_ACCESS,
 ) -> None:

@@ -10,6 +10,7 @@ millisecond are written once per millisecond, the sixteen of the 80 bits two cha
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 
@@ -17,6 +18,10 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Every pair of base32 characters, indexed by the ten bits they write.
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)
 _MASK80 = (1 << 80) - 1
+#: Ids made in one millisecond step their 11th and 12th characters (bits 70 to 79), so the
+#: first SHORT_HASH characters of every id one process makes name it alone. A fresh draw has
+#: its top bit clear: at least 512 ids fit in a millisecond before the next one is borrowed.
+_STEP = 1 << 70
 _lock = threading.Lock()
 _last_ms = -1
 _last_rand = 0
@@ -28,12 +33,14 @@ def new_id(now_ms: int | None = None) -> str:
     global _last_ms, _last_rand, _prefix
     with _lock:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        if ms <= _last_ms:
-            _last_rand = (_last_rand + 1) & _MASK80
+        if ms <= _last_ms and _last_rand + _STEP <= _MASK80:
+            _last_rand += _STEP
         else:
+            # A new millisecond, or one so busy that its steps ran out: borrow the next one,
+            # so that ids still sort in the order they were made.
+            _last_ms = max(ms, _last_ms + 1)
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
-            _last_ms = ms
-            _prefix = _time_text(ms)
+            _prefix = _time_text(_last_ms)
         r, prefix = _last_rand, _prefix
     p = _PAIRS
     return (prefix + p[r >> 70] + p[(r >> 60) & 1023] + p[(r >> 50) & 1023]
@@ -46,16 +53,16 @@ def _time_text(ms: int) -> str:
     return "".join(_CROCKFORD[(ms >> shift) & 31] for shift in range(45, -1, -5))
 
 
-#: How many characters of a hash (a policy set's, a snapshot's facts', a record's) are shown
-#: to people, everywhere; `fugger audit show` and `audit why` accept any unique prefix.
+#: How many characters of a hash (a policy set's, a snapshot's facts') or of an id the engine
+#: made (a decision's, an order's, an alert's) are shown to people, everywhere: `fugger audit
+#: show`, `audit why` and `approvals approve` accept any unique prefix.
 SHORT_HASH = 12
-_HEX = frozenset("0123456789abcdef")
+#: What the engine makes: a hash (64 hex), an id (26 base32), an order's client id ("o-" and
+#: 24 hex). Anything else (a client's own order id, a symbol) is shown as it was given.
+_MADE = re.compile(r"[0-9a-f]{32,}|[0-9A-HJKMNP-TV-Z]{26}|o-[0-9a-f]{24}")
 
 
 def short(ref: str) -> str:
-    """A ref as shown in tables and messages: a hash cut to SHORT_HASH characters; an id whole
-    (its first ten characters are a time, shared by the ids made in one millisecond, so no
-    shorter form of it names one record)."""
-    if len(ref) > SHORT_HASH and len(ref) >= 32 and set(ref) <= _HEX:
-        return ref[:SHORT_HASH]
-    return ref
+    """A ref as shown in tables and messages: its first SHORT_HASH characters if the engine
+    made it, otherwise whole."""
+    return ref[:SHORT_HASH] if _MADE.fullmatch(ref) else ref

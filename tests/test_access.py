@@ -125,7 +125,8 @@ def test_a_user_the_policy_does_not_name_and_a_false_by_are_refused_and_recorded
     assert unknown.returncode == 1
     assert f"OS user '{os_user()}' is not mapped to a person" in unknown.stderr
     # Variables anyone can set do not change who is acting.
-    posing = run_cli("approvals", "approve", "o-1", "--by", "ann", "--audit", str(db),
+    posing = run_cli("approvals", "approve", "o-1", "--by", "ann", "--reason", "x",
+                     "--audit", str(db),
                      env={"FUGGER_ACCESS": str(access_file), "USER": "ann", "LOGNAME": "ann"})
     assert posing.returncode == 1
     assert "--by ann is not who is acting: authenticated as me" in posing.stderr

@@ -81,3 +81,22 @@ def test_hashes_are_shown_at_one_length(invoke_cli: RunCli) -> None:
     doc = json.loads(invoke_cli("validate", str(REPO_ROOT / "policies"),
                                 "--format", "json").stdout)
     assert f"policy set {doc['policy_set'][:SHORT_HASH]}:" in validated.stdout
+
+
+def test_ids_are_shown_at_the_hashes_length_and_each_short_form_names_one_record(
+        run_cli: RunCli, invoke_cli: RunCli, db: Path) -> None:
+    """Decisions made in one millisecond still differ within their short form."""
+    _evaluated(invoke_cli, db)
+    with AuditStore(db, create=False) as store:
+        decisions = {r.ref: r.body["decision"]["symbol"] for r in store.iter_records("decision")}
+    assert len({d[:SHORT_HASH] for d in decisions}) == 3
+    listed = run_cli("audit", "list", "--audit", str(db), "--kind", "decision",
+                     env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    for decision, symbol in decisions.items():
+        assert decision[:SHORT_HASH] in listed.stdout and decision not in listed.stdout
+        shown = invoke_cli("audit", "show", decision[:SHORT_HASH], "--audit", str(db))
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["body"]["decision"]["symbol"] == symbol
+        why = invoke_cli("audit", "why", decision[:SHORT_HASH], "--audit", str(db))
+        assert why.stdout.startswith(f"Decision {decision[:SHORT_HASH]} for {symbol} at ")

@@ -13,6 +13,7 @@ import pytest
 from conftest import SAFETY_YAML, RunCli, WritePolicy, run_fugger_many, safety_rule_line
 
 from engine.audit.store import GENESIS, AuditError, AuditStore, record_hash
+from engine.ids import short
 from engine.policy.loader import load_policy_set
 from engine.policy.model import PolicySet
 
@@ -318,7 +319,7 @@ def test_why_explains_a_recorded_decision(safety_dir: Path, tmp_path: Path,
     assert why.returncode == 0, why.stderr
     text = why.stdout
     line = safety_rule_line("high-volatility-flatten")
-    assert flatten["decision_id"] in text
+    assert f"Decision {short(flatten['decision_id'])} for " in text
     assert "FLATTEN" in text
     assert "high-volatility-flatten" in text
     assert f"policies/safety.yaml:{line}:" in text

@@ -6,18 +6,24 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 from engine.catalogue import CATALOGUE
-from tests.conftest import REPO_ROOT, RunCli
+from tests.conftest import CLI_HANG_GUARD_S, REPO_ROOT, RunCli
 
 
 def test_version_and_completion_script(run_cli: RunCli) -> None:
     version = run_cli("--version")
     assert version.returncode == 0
     assert re.fullmatch(r"fugger \d+\.\d+\.\d+\n", version.stdout)
-    completion = run_cli("--show-completion", "bash")
-    assert completion.returncode == 0
+    # The script is for the shell fugger runs under (typer asks the process tree): here, a
+    # bash that stays the parent (a second command keeps bash from exec-ing into fugger).
+    completion = subprocess.run(
+        ["bash", "-c", f"{shlex.quote(sys.executable)} -m cli.main --show-completion; exit $?"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=CLI_HANG_GUARD_S)
+    assert completion.returncode == 0, completion.stderr
     assert "_FUGGER_COMPLETE" in completion.stdout
     assert "complete " in completion.stdout and " fugger" in completion.stdout
 

@@ -3,6 +3,7 @@ tables as wide as COLUMNS asks."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,21 @@ def test_every_option_of_every_command_is_explained() -> None:
                    for p in c.params
                    if p.param_type_name == "option" and not (p.help or "").strip()]
     assert unexplained == []
+
+
+def test_every_option_that_takes_a_value_names_it_and_every_required_one_says_so() -> None:
+    """An option's value is named for what it is (N, DIR, TEXT), never a bare type such as
+    <int range>; what must be given (a reason, for one) is marked required."""
+    commands = dict(_commands(typer.main.get_command(app)))
+    unnamed = [(" ".join(path), p.opts) for path, c in commands.items() for p in c.params
+               if p.param_type_name == "option" and not p.is_flag and not p.metavar
+               and not isinstance(p.type_descriptor.annotation, enum.EnumMeta)]
+    assert unnamed == []
+    reasons = {path: next(p for p in c.params if p.name == "reason")
+               for path, c in commands.items() if any(p.name == "reason" for p in c.params)}
+    assert set(reasons) >= {("kill",), ("resume",), ("activate",), ("approvals", "approve"),
+                            ("approvals", "reject")}
+    assert [path for path, p in reasons.items() if not p.required] == []
 
 
 def test_flags_show_no_value_placeholder_and_help_wraps_at_columns(invoke_cli: RunCli,

@@ -19,6 +19,7 @@ from engine.audit.store import AuditStore
 from engine.execution import state as trading
 from engine.execution.gateway import ORDER, latest_status
 from engine.execution.paper import PaperBroker, init_account
+from engine.ids import short
 from engine.timeutil import format_utc
 
 AUDIT = ".fugger/audit.db"
@@ -169,7 +170,7 @@ def test_semi_autonomous_holds_new_symbols_until_a_person_approves(tmp_path: Pat
         bodies = [r.body for r in store.find(item) if r.kind == ORDER]
     decision_id = bodies[-1]["decision_id"]
     assert "new-symbol-approval" in why.stdout
-    assert f"Decision {decision_id}" in why.stdout
+    assert f"Decision {short(decision_id)}" in why.stdout
     assert "approved by ann" in why.stdout
 
 
@@ -223,10 +224,11 @@ def test_a_halt_latches_and_only_a_named_resume_with_a_reason_lifts_it(
     assert halted["trading_state"]["rule"] == "drift-spike-halt"
     assert halted["orders"] and all(o["status"] == "denied" for o in halted["orders"])
 
-    posing, no_reason, still = _many(
+    posing, unreasoned, no_reason, still = _many(
         home, ["resume", "--by", "rita", "--reason", "drift is back"], ["resume"],
-        ["resume", "--reason", "drift is back"])
+        ["resume", "--reason", " "], ["resume", "--reason", "drift is back"])
     assert posing.returncode == 1 and "authenticated as me" in posing.stderr
+    assert unreasoned.returncode == 2 and "Missing option '--reason'" in unreasoned.stderr
     for proc in (no_reason, still):
         assert proc.returncode != 0
         assert "resume refused" in proc.stderr

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import FROZEN_APPROVAL, FROZEN_SAFETY, run_fugger_many, token_for
+from conftest import FROZEN_APPROVAL, FROZEN_SAFETY, RunCli, run_fugger_many, token_for
 
 from engine.audit.store import AuditStore
 from engine.execution import approvals
@@ -111,3 +111,35 @@ def test_eight_people_approving_at_once_reach_the_quorum_exactly_once(tmp_path: 
     assert sorted(a["by"] for a in given) == sorted(ok)
     assert [a["count"] for a in given] == [1, 2, 3]
     assert len(decided) == 1 and decided[0]["approvers"] == [a["by"] for a in given]
+
+
+def test_a_person_approves_by_the_short_id_the_queue_shows_and_an_ambiguous_one_is_refused(
+        tmp_path: Path, run_cli: RunCli, invoke_cli: RunCli) -> None:
+    db = tmp_path / "audit.db"
+    ann = token_for("ann", db)
+    items = ("o-7f3a0c11aa0000000000000a", "o-7f3a0c11bb0000000000000b")
+    with AuditStore(db) as store:
+        for item in items:
+            _queue(store, approvers=1, item_id=item, at=utc_now())
+    listed = invoke_cli("approvals", "list", "--audit", str(db), env={"COLUMNS": "200"})
+    assert listed.returncode == 0, listed.stderr
+    assert "o-7f3a0c11aa" in listed.stdout and items[0] not in listed.stdout
+
+    ambiguous = invoke_cli("approvals", "approve", "o-7f3a0c11", "--reason", "checked",
+                           "--audit", str(db), env={"FUGGER_TOKEN": ann})
+    assert ambiguous.returncode == 2
+    assert "more than one approval item" in ambiguous.stderr
+    assert all(item in ambiguous.stderr for item in items)
+
+    approved = run_cli("approvals", "approve", "o-7f3a0c11aa", "--reason", "checked",
+                       "--audit", str(db), env={"FUGGER_TOKEN": ann})
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.startswith(f"{items[0]}: BUY 12000 AAA approved by ann")
+    with AuditStore(db) as store:
+        first, second = (approvals.get(store, item) for item in items)
+        assert first is not None and (first.outcome, first.decided_by) == ("approved", "ann")
+        assert second is not None and second.pending
+
+    unreasoned = run_cli("approvals", "reject", "o-7f3a0c11bb", "--audit", str(db),
+                         env={"FUGGER_TOKEN": ann})
+    assert unreasoned.returncode == 2 and "Missing option '--reason'" in unreasoned.stderr

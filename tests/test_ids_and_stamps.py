@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.ids import new_id
+from engine.ids import SHORT_HASH, new_id, short
 from engine.timeutil import TimestampError, format_utc, parse_utc, stamp
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -29,7 +29,7 @@ def millis(text: str) -> int:
 #: id stamped ahead of the clock, which later ids never sort before.
 _FRESH_IDS = """
 import json, time
-from engine.ids import new_id
+from engine.ids import SHORT_HASH, new_id, short
 before = time.time_ns() // 1_000_000
 ids = [new_id() for _ in range(3)]
 print(json.dumps([before, ids, time.time_ns() // 1_000_000]))
@@ -74,3 +74,21 @@ def test_a_refused_timestamp_is_refused_every_time(text: str) -> None:
     for _ in range(2):
         with pytest.raises(TimestampError):
             parse_utc(text)
+
+
+def test_ids_made_in_one_millisecond_differ_within_their_short_form() -> None:
+    """The short form tables show (SHORT_HASH characters) names one id of a busy process,
+    even past the steps one millisecond holds, and the ids still sort in the order made."""
+    made = [new_id(7_000_000) for _ in range(1500)]
+    assert made == sorted(made)
+    assert len({i[:SHORT_HASH] for i in made}) == len(made)
+    assert len({i[:10] for i in made}) > 1  # a busy millisecond borrows the next one
+
+
+def test_the_short_form_cuts_what_the_engine_made_and_keeps_what_a_person_gave() -> None:
+    made = new_id()
+    assert short(made) == made[:SHORT_HASH]
+    assert short("ab" * 32) == "ab" * 6
+    assert short("o-" + "0123456789ab" * 2) == "o-0123456789"
+    for given in ("my-order-0000000000000000001", "SPY", "run-2024"):
+        assert short(given) == given

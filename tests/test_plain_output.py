@@ -15,6 +15,7 @@ from conftest import REPO_ROOT, RunCli
 from cli.plain import plain
 from engine.audit.store import AuditStore
 from engine.execution.paper import init_account
+from engine.ids import short
 from engine.timeutil import format_utc
 
 ESC = "\x1b"
@@ -79,7 +80,7 @@ def test_eval_explain_and_audit_list_show_markup_and_escapes_as_text(
         first = next(store.iter_records("decision"))
     why = run_cli("audit", "why", first.ref, "--audit", str(db))
     assert why.returncode == 0, why.stderr
-    assert f"Decision {first.ref} for {HOSTILE[0]} at" in why.stdout
+    assert f"Decision {short(first.ref)} for {HOSTILE[0]} at" in why.stdout
 
 
 @pytest.mark.parametrize("symbol", ["[/]", "[bold red]X[/]\x1b[31m"])

@@ -316,7 +316,7 @@ def test_reduce_only_lets_a_sale_out_and_latches_until_re_enabled(desk: Desk) ->
                        "--access", str(trader_only))
     assert refused.returncode == 1 and "reenable" in refused.stderr
     assert _state(desk)["reduce_only"] is True
-    no_reason = desk.run("resume", "--reduce-only", "--audit", desk.audit)
+    no_reason = desk.run("resume", "--reduce-only", "--reason", "", "--audit", desk.audit)
     assert no_reason.returncode == 1 and "--reason" in no_reason.stderr
     enabled = desk.run("resume", "--reduce-only", "--reason", "fills checked",
                        "--audit", desk.audit)

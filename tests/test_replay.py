@@ -24,6 +24,7 @@ from conftest import REPO_ROOT, replace_file, run_fugger, run_fugger_driven
 
 from engine.audit.store import AuditStore, Record
 from engine.catalogue import CATALOGUE
+from engine.ids import short
 from engine.monitoring.summary.build import summarize
 from engine.monitoring.summary.records import LAST_ALERTS
 from engine.replay import SAFETY_FACTS
@@ -290,8 +291,8 @@ def test_alerts_shows_the_last_twenty_by_default(pair: Pair) -> None:
     every = run_fugger(["alerts", "--audit", str(audit), "--all"])
     assert default.returncode == every.returncode == 0
     assert len(default.stdout.splitlines()) == LAST_ALERTS
-    assert alert_ids_shown(default.stdout) == ids[-LAST_ALERTS:]
-    assert alert_ids_shown(every.stdout) == ids
+    assert alert_ids_shown(default.stdout) == [short(i) for i in ids[-LAST_ALERTS:]]
+    assert alert_ids_shown(every.stdout) == [short(i) for i in ids]
 
 
 # --- the HTML report --------------------------------------------------------------------------

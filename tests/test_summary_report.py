@@ -18,6 +18,7 @@ from browser import chromium
 from conftest import RunCli
 
 from engine.audit.store import AuditStore
+from engine.ids import short
 from engine.monitoring.alerting.engine import AlertEngine
 from engine.monitoring.dispatch.records import SinkFailure
 from engine.monitoring.report import write_report
@@ -293,7 +294,7 @@ def test_fugger_alerts_lists_the_last_twenty_or_all(
     lines = proc.stdout.splitlines()
     assert len(lines) == 20
     assert [re.search(r"alert (\w+)\]$", line).group(1) for line in lines  # type: ignore[union-attr]
-            ] == alert_ids[-20:]
+            ] == [short(a) for a in alert_ids[-20:]]
 
     proc = run_cli("alerts", "--audit", str(db), "--all", "--run", RUN_A, "--severity",
                    "warning", "--format", "json")

@@ -367,15 +367,19 @@ class AuditStore:
                                    "records WHERE seq = ?", (int(text),)))
         return rows
 
-    def refs_starting(self, prefix: str, limit: int = 10) -> list[str]:
-        """Up to `limit` distinct refs that start with `prefix`, in order: how `lookup`'s
-        callers resolve a short id a person typed. For display only, like `lookup`."""
+    def refs_starting(self, prefix: str, limit: int = 10, *, kind: str | None = None
+                      ) -> list[str]:
+        """Up to `limit` distinct refs (of records of `kind`, if given) that start with
+        `prefix`, in order: how a short id a person typed is resolved."""
         if not prefix:
             return []
         # A range on the ref index: LIKE would need its wildcards escaped in `prefix`.
-        return [ref for (ref,) in self._db.execute(
-            "SELECT DISTINCT ref FROM records WHERE ref >= ? AND ref < ? ORDER BY ref LIMIT ?",
-            (prefix, prefix + "\U0010ffff", limit))]
+        sql = "SELECT DISTINCT ref FROM records WHERE ref >= ? AND ref < ?"
+        args: tuple[object, ...] = (prefix, prefix + "\U0010ffff")
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", (*args, kind)
+        return [ref for (ref,) in self._db.execute(sql + " ORDER BY ref LIMIT ?",
+                                                   (*args, limit))]
 
     def activation(self, policy_hash: str) -> Record | None:
         return next(self._rows("SELECT seq, kind, ref, ts, body, prev_hash, hash FROM records "

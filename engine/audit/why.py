@@ -82,7 +82,7 @@ def _activation_lines(r: Record) -> list[str]:
     """A policy activation: which set, who put it in force, for what, and its policies."""
     b = r.body
     scope = b.get("scope") or "-"
-    run = f" run {b['run_id']}" if b.get("run_id") else ""
+    run = f" run {short(str(b['run_id']))}" if b.get("run_id") else ""
     lines = [f"policy_activation of set {short(r.ref)} at {r.ts} by {b.get('activated_by')} "
              f"(scope {scope}{run}" + (", explicit" if b.get("explicit") else "") + ")"]
     if b.get("reason"):
@@ -105,7 +105,7 @@ def _event_lines(records: Sequence[Record]) -> list[str]:
         rule = b.get("rule") or "-"
         status = b.get("status") or r.kind
         what = b.get("summary") or ""
-        lines.append(f"{r.kind} {r.ref} at {r.ts}: {status}"
+        lines.append(f"{r.kind} {short(r.ref)} at {r.ts}: {status}"
                      + (f" by rule {rule}" if rule != "-" else "") + (f"  {what}" if what else ""))
     return lines
 
@@ -118,7 +118,7 @@ def _decision(store: AuditStore, record: Record) -> tuple[list[str], dict[str, A
     policy_set = rebuild(activation)
     rule = d.get("deciding_rule")
     lines = [
-        f"Decision {d.get('decision_id')} for {d.get('symbol')} at {d.get('ts')}: "
+        f"Decision {short(str(d.get('decision_id')))} for {d.get('symbol')} at {d.get('ts')}: "
         f"{str(d.get('action')).upper()}"
         + (" (all clear)" if d.get("all_clear") else " (not all clear)"),
     ]

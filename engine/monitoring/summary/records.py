@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.actions import ACTION_NAMES, Action
+from engine.audit import prefix
 from engine.audit.store import AuditStore, Record
 from engine.timeutil import TimestampError, parse_utc
 
@@ -75,6 +76,10 @@ def run_started(store: AuditStore, run_id: str | None) -> Record:
         if record is None:
             raise SummaryError(f"{store.path}: no run recorded (no run_started record)")
     else:
+        try:
+            run_id = prefix.resolve(store, run_id, kind="run_started", what="run")
+        except prefix.AmbiguousRef as e:
+            raise SummaryError(f"{store.path}: {e}") from None
         record = next((r for r in store.find(run_id) if r.kind == "run_started"), None)
         if record is None:
             known = run_ids(store)

@@ -17,7 +17,7 @@ _SHORT = {"wait_confirmation": "wait"}
 
 def render_lines(s: RunSummary) -> list[str]:
     """The lines of the plain-text report of `s`."""
-    lines = [f"Run {s.run_id}"]
+    lines = [f"Run {short(s.run_id)}"]
     lines.append(f"  started {s.started_at or '-'}, finished {s.finished_at or 'not recorded'}")
     lines.append(f"  facts {s.facts_file or '-'}, portfolio {s.portfolio_file or '-'}")
     policies = ", ".join(f"{n} {v}" for n, v in s.policies) or "-"
