@@ -158,7 +158,7 @@ def open_facts(facts: str, input_format: str = "auto", *,
     unreadable line (a file that cannot be read as a whole is not evaluated at all), or when
     it holds no snapshot. A key that is not a fact is a warning naming the nearest facts."""
     if input_format not in FORMATS:
-        fail(f"--input-format must be auto, json, jsonl or csv, not {input_format!r}",
+        fail(f"--input-format must be one of {', '.join(FORMATS)}, not {input_format!r}",
              EXIT_USAGE)
     try:
         source = FactsInput(facts, input_format, max_snapshot_bytes=max_snapshot_bytes)

@@ -51,7 +51,7 @@ FactsOpt = Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
 FormatOpt = Annotated[Format, typer.Option("--format", help="text for people, json for "
                                                             "programs (one object per line).")]
 InputFormatOpt = Annotated[str, typer.Option(
-    "--input-format", metavar="FORMAT", help="auto, json, jsonl or csv.")]
+    "--input-format", metavar="FORMAT", help="auto, json, jsonl, csv or parquet.")]
 
 
 def validate(

@@ -1,4 +1,5 @@
-"""The three forms of a facts file, each read one snapshot at a time from a binary stream.
+"""The forms of a facts file, each read one snapshot at a time from a binary stream: JSON,
+JSONL and CSV here, Parquet in engine.parquetfacts.
 
 JSONL lines end at "\\n" only: U+2028 and other Unicode line separators are characters of
 the line (Python's `str.splitlines` would split there). A JSON array is read element by
@@ -57,6 +58,8 @@ def _kib(n: int) -> str:
 def sniff(path: str, head: bytes) -> str:
     """The form of a facts file from its name, else from its first bytes."""
     lower = path.lower()
+    if lower.endswith(".parquet") or head.startswith(b"PAR1"):
+        return "parquet"
     if lower.endswith(".csv"):
         return "csv"
     if lower.endswith(".jsonl") or lower.endswith(".ndjson"):
@@ -79,6 +82,10 @@ def sniff(path: str, head: bytes) -> str:
 def read_items(kind: str, name: str, f: IO[bytes], cap: int) -> Iterator[Item]:
     if kind == "csv":
         return _csv(name, f, cap)
+    if kind == "parquet":
+        from engine.parquetfacts import read_parquet
+
+        return read_parquet(name, f, cap)
     if kind == "json":
         return _JsonDocument(name, f, cap).items()
     return _jsonl(name, f, cap)

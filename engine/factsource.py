@@ -1,4 +1,4 @@
-"""Reading fact snapshots from JSON, JSONL or CSV, with the position of every snapshot.
+"""Reading fact snapshots from JSON, JSONL, CSV or Parquet, with the position of every snapshot.
 
 A facts input is read twice, one snapshot at a time, so memory stays flat however long it is:
 `check()` reads it whole and refuses it with every problem (file and line) before anything is
@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_MAX_SNAPSHOT_BYTES", "FORMATS", "FactsError", "FactsInput", 
 
 MAX_ERRORS = 20
 DEFAULT_MAX_SNAPSHOT_BYTES = 64 * 1024
-FORMATS = ("auto", "json", "jsonl", "csv")
+FORMATS = ("auto", "json", "jsonl", "csv", "parquet")
 
 
 class FactsError(Exception):
@@ -135,7 +135,7 @@ def read_snapshots(path: str, fmt: str = "auto", *,
                    max_snapshot_bytes: int = DEFAULT_MAX_SNAPSHOT_BYTES
                    ) -> list[SourcedSnapshot]:
     """All snapshots of `path` ('-' for standard input) as a list, for inputs known to be
-    small (one live cycle). `fmt`: auto, json, jsonl or csv."""
+    small (one live cycle). `fmt`: one of FORMATS."""
     with FactsInput(path, fmt, max_snapshot_bytes=max_snapshot_bytes) as source:
         source.check()
         return list(source)

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, run_fugger
 
@@ -39,14 +41,22 @@ def digest(summary: dict[str, Any], audit: Path) -> dict[str, Any]:
                 "days": days}
 
 
-@pytest.mark.parametrize("engine", ["durable", "vector"])
+@pytest.mark.parametrize(("engine", "form"), [("durable", "jsonl"), ("vector", "jsonl"),
+                                           ("durable", "parquet")])
 def test_replay_matches_the_record_of_the_replay_before_its_speed_ups(tmp_path: Path,
-                                                                     engine: str) -> None:
-    # --engine vector decides in the vectorised backend, checked against durable-rules: the
-    # run must be the same run.
+                                                                     engine: str,
+                                                                     form: str) -> None:
+    # --engine vector decides in the vectorised backend, checked against durable-rules, and
+    # the history as Parquet is the same history: the run must be the same run.
     golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
     audit = tmp_path / "audit.db"
-    proc = run_fugger(["run", "--policies", str(POLICIES), "--facts", "examples/history.jsonl",
+    facts = Path("examples/history.jsonl")  # as the record names it, from REPO_ROOT
+    if form == "parquet":
+        with (REPO_ROOT / facts).open(encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f]
+        facts = tmp_path / "history.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), facts, row_group_size=5000)
+    proc = run_fugger(["run", "--policies", str(POLICIES), "--facts", str(facts),
                        "--portfolio", "examples/portfolio.yaml", "--audit", str(audit),
                        "--format", "json", "--engine", engine, *golden["args"]], cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -54,4 +64,7 @@ def test_replay_matches_the_record_of_the_replay_before_its_speed_ups(tmp_path: 
     assert got["records"] == golden["records"]
     for day, (new, old) in enumerate(zip(got["days"], golden["days"], strict=True)):
         assert new == old, f"day {day}"
+    if form == "parquet":
+        assert got["summary"].pop("facts_file") == str(facts)
+        golden["summary"].pop("facts_file")
     assert got["summary"] == golden["summary"]
