@@ -58,6 +58,11 @@ def sweep(
              "are compared with.")],
     facts: Annotated[str, typer.Option("--facts", "-f", metavar="FILE",
                                        help="Snapshots of every day, in time order.")],
+    grid: Annotated[list[str] | None, typer.Option(
+        "--grid", metavar="RULE[:FACT]=V1,V2",
+        help="Candidates made from the live set: one per value of RULE's threshold (name the "
+             "FACT when the rule compares several); repeat for more rules, which makes one "
+             "candidate per combination (at most 64).")] = None,
     portfolio: Annotated[str, typer.Option(metavar="FILE", help="The starting book.")] =
     "examples/portfolio.yaml",
     start: Annotated[str | None, day_option(
@@ -82,14 +87,20 @@ def sweep(
     them: return, drawdown, orders denied, halts, and the decisions that change against the
     first (live) set. Each replay runs in a scratch audit store that is deleted afterwards:
     a sweep trades nothing and activates nothing."""
+    from engine.scale.grid import GridError, candidates, parse_axis
     from engine.scale.sweep import SweepSettings
     from engine.scale.sweep import sweep as run_sweep
 
-    if len(policies) < 2:
-        fail("a sweep compares at least two policy sets: give --policies twice or more",
-             EXIT_USAGE)
+    if len(policies) < 2 and not grid:
+        fail("a sweep compares at least two policy sets: give --policies twice or more, or "
+             "--grid", EXIT_USAGE)
     check_day_range(start, end)
     sets = [(p, load_policies([p])) for p in policies]
+    try:
+        axes = [parse_axis(g) for g in grid or ()]
+        sets += candidates(sets[0][1], axes) if axes else []
+    except GridError as e:
+        fail(str(e), EXIT_USAGE)
     approved = approved_rules(approve_rules, [ps for _, ps in sets])
     history = History(start, end)
     # Checked whole here, so a bad input is refused before any worker starts.
