@@ -163,6 +163,12 @@ def test_kill_of_the_whole_book_halts_it(book: Book) -> None:
     assert book.order("BBB", "SELL", 1, 50.0)["rule"] == "kill-switch"
 
 
+def test_kill_of_the_whole_book_through_real_processes(tmp_path: Path,
+                                                       run_cli: RunCli) -> None:
+    """The same kill, every command (orders, cycle, kill) a process of its own."""
+    test_kill_of_the_whole_book_halts_it(Book(tmp_path, run_cli))
+
+
 @pytest.mark.parametrize("args", [
     ("--reason", "why"),                              # no scope
     ("--all", "--symbol", "AAA", "--reason", "why"),  # two scopes

@@ -107,6 +107,15 @@ def test_order_above_a_quarter_of_equity_is_denied(desk: Desk, shares: int, stat
 
 
 @pytest.mark.parametrize(("shares", "status", "rule"), [
+    (2500, "filled", None), (2499, "filled", None), (2501, "denied", "max-order-pct-equity")])
+def test_a_control_at_its_boundary_through_real_processes(
+        tmp_path: Path, run_cli: RunCli, shares: int, status: str, rule: str | None) -> None:
+    """The same boundary with `fugger order` a process of its own: exit 1 when denied."""
+    test_order_above_a_quarter_of_equity_is_denied(Desk(tmp_path, run_cli), shares, status,
+                                                   rule)
+
+
+@pytest.mark.parametrize(("shares", "status", "rule"), [
     # Passing the controls, an order this large waits for a person (approval policy).
     (10_000, "pending_approval", "large-order-approval"),   # exactly 1,000,000
     (9_999, "pending_approval", "large-order-approval"),
