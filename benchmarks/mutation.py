@@ -52,6 +52,12 @@ EQUIVALENT: dict[str, str] = {
             _EVALUATOR + "xǁDecisionAssemblerǁ_deciding", 7, 16, 20, 21, 31, 33, 34),
     **_same("unreachable: a restrictive action always has a fired rule or finding behind it",
             _EVALUATOR + "xǁDecisionAssemblerǁ_deciding", 44, 45, 46),
+    **_same("a guard: the equity divided is above 0 (BookView.equity is None otherwise), so "
+            "the daily loss stays above -100% and the drawdown below 1; neither bound is "
+            "reached", "engine.execution.order_facts.x_order_facts", 100, 117),
+    **_same("the compiled order policies and their fail-closed actions are built from one "
+            "list in __init__: zip's strictness can never be tested",
+            "engine.execution.order_policy.xǁOrderPolicyEvaluatorǁjudge", 8, 11, 12),
 }
 
 

@@ -271,3 +271,43 @@ def test_what_the_order_policy_says_of_its_verdict(write_policy: WritePolicy) ->
     nothing = OrderPolicyEvaluator(load_policy_set([str(REPO_ROOT / "policies" / "safety.yaml")]))
     assert not nothing.active and nothing.facts == ()
     assert nothing.judge({}).action is OrderAction.SEND
+    assert nothing.judge({}).to_json()["observed"] == {}
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("inf"), float("nan"), True, "100", None])
+def test_a_reference_price_that_is_no_price_leaves_the_collar_fact_out(bad: object) -> None:
+    """The price collar then fails closed on `price_deviation` (missing), never judging the
+    order against a zero, negative or infinite reference."""
+    f = _facts(OrderIntent("AAA", "BUY", 1, 100.0, 0), BookView(10_000, {}, {"AAA": bad}))
+    assert "price_deviation" not in f and "position_weight_after" not in f
+    held = BookView(10_000, {"AAA": 1}, {"AAA": bad})
+    assert held.equity() is None
+
+
+def test_prices_and_amounts_below_one_are_still_amounts() -> None:
+    """Nothing is a unit: a reference price, an equity, a start of day or a peak under one is
+    as real as any other."""
+    book = BookView(cash=0.5, positions={"PENNY": 1}, prices={"PENNY": 0.25})  # equity 0.75
+    assert book.equity() == pytest.approx(0.75)
+    marks = EquityMarks()
+    marks.mark(T - timedelta(days=1), 0.5)
+    marks.mark(T, 0.75)
+    f = _facts(OrderIntent("PENNY", "SELL", 1, 0.25, 1), book, marks=marks)
+    assert f["price_deviation"] == 0
+    assert f["order_notional_pct_equity"] == pytest.approx(100 * 0.25 / 0.75)
+    assert f["daily_pnl_pct"] == pytest.approx(50.0)       # from 0.5 to 0.75
+    assert f["drawdown_from_peak"] == 0.0                  # at the peak
+
+
+def test_which_way_an_order_goes_and_a_symbol_not_held_yet() -> None:
+    book = BookView(cash=1000, positions={}, prices={"NEW": 10.0})
+    buy = _facts(OrderIntent("NEW", "BUY", 5, 10.0, 0), book)
+    assert buy["order_opens"] is True
+    assert buy["position_weight_after"] == pytest.approx(0.05)   # 5 x 10 / 1000
+    assert buy["gross_exposure_after"] == pytest.approx(0.05)
+    assert _facts(OrderIntent("NEW", "SELL", 5, 10.0, 0), book)["order_opens"] is False
+    # Marks of zero are no start of day and no peak: nothing relative to them.
+    zero = EquityMarks()
+    zero.mark(T, 0.0)
+    f = _facts(OrderIntent("NEW", "BUY", 5, 10.0, 0), book, marks=zero)
+    assert "daily_pnl_pct" not in f and "drawdown_from_peak" not in f
