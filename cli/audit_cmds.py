@@ -11,9 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cli.common import EXIT_USAGE, Format, check_day_range, day_option, fail, out, refuse_unknown
+from cli.common import Format, check_day_range, day_option, fail, out, refuse_unknown, resolve_ref
 from cli.plain import write_lines
-from engine.audit import prefix
 from engine.audit.checkpoint import (
     DEFAULT_KEY,
     KEY_ENV,
@@ -140,10 +139,7 @@ def _lookup(store: AuditStore, text: str, audit: str) -> list[Record]:
     rows = store.lookup(text)
     if rows:
         return rows
-    try:
-        ref = prefix.resolve(store, text, what=f"id in {audit}")
-    except prefix.AmbiguousRef as e:
-        fail(str(e), EXIT_USAGE)
+    ref = resolve_ref(store, text, what=f"id in {audit}")
     rows = store.find(ref) if ref != text else []
     if not rows:
         fail(f"no record with id {text!r} in {audit}")

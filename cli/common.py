@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from cli.plain import PlainConsole, styled, write_lines
+from engine.audit import prefix
+from engine.audit.store import AuditStore
 from engine.catalogue import unknown_key_message, unknown_keys
 from engine.clock import Clock, named
 from engine.factsource import (
@@ -65,6 +67,16 @@ ClockOpt = Annotated[ClockName, typer.Option(
 
 def clock_of(name: ClockName) -> Clock:
     return named(name.value)
+
+
+def resolve_ref(store: AuditStore, text: str, *, kind: str | None = None,
+                what: str = "id") -> str:
+    """The whole ref that `text` (a whole ref or a unique start of one) names; an ambiguous
+    start exits 2 listing the candidates. A text that names nothing is returned as it is."""
+    try:
+        return prefix.resolve(store, text, kind=kind, what=what)
+    except prefix.AmbiguousRef as e:
+        fail(str(e), EXIT_USAGE)
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:

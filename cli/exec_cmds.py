@@ -12,7 +12,6 @@ import typer
 from rich.table import Table
 
 from cli.common import (
-    EXIT_USAGE,
     ClockName,
     ClockOpt,
     Format,
@@ -25,9 +24,9 @@ from cli.common import (
     load_policies,
     load_snapshots,
     out,
+    resolve_ref,
 )
 from cli.identity import DEFAULT_ACCESS, AccessOpt, ByOpt, authorised
-from engine.audit import prefix
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore
 from engine.clock import wall_now
 from engine.execution import approvals
@@ -158,11 +157,7 @@ def approvals_list(audit: AuditOpt = DEFAULT_PATH,
 
 def _decide(typed: str, outcome: str, by: str, reason: str, audit: str, access: str) -> None:
     with _store(audit, create=False) as store:
-        try:
-            item_id = prefix.resolve(store, typed, kind=approvals.REQUESTED,
-                                     what="approval item")
-        except prefix.AmbiguousRef as e:
-            fail(str(e), EXIT_USAGE)
+        item_id = resolve_ref(store, typed, kind=approvals.REQUESTED, what="approval item")
         actor = authorised(store, access, "approve" if outcome == "approved" else "reject",
                            by=by, target=item_id)
         try:

@@ -11,9 +11,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_USAGE, Format, FormatOpt, fail, out
+from cli.common import Format, FormatOpt, fail, out, resolve_ref
 from cli.plain import write_lines
-from engine.audit import prefix
 from engine.audit.store import DEFAULT_PATH, AuditError, AuditStore, Record
 from engine.ids import short
 from engine.monitoring.alert import Severity
@@ -51,10 +50,7 @@ def alerts(
     floor = Severity.parse(severity.value) if severity is not None else Severity.INFO
     with _open(audit) as store:
         if run is not None:
-            try:
-                run = prefix.resolve(store, run, kind="run_started", what="run")
-            except prefix.AmbiguousRef as e:
-                fail(str(e), EXIT_USAGE)
+            run = resolve_ref(store, run, kind="run_started", what="run")
         chosen: Iterable[Record] = (
             r for r in store.iter_records("alert") if _wanted(r, floor, run)
         )

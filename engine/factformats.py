@@ -305,14 +305,9 @@ def _csv_rows(name: str, reader: Any, lines: _CsvLines) -> Iterator[Item]:
     except StopIteration:
         return
     lines.record_bytes = 0
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        yield Bad(f"{name}:1", f"column(s) {', '.join(repeated)} appear more than once; "
-                               "which one holds the fact would be a guess")
-        return
-    if "ts" not in header or "symbol" not in header:
-        yield Bad(f"{name}:1", "a CSV of facts needs 'ts' and 'symbol' columns "
-                               f"(found: {', '.join(header)})")
+    problem = header_problem(header, "a CSV")
+    if problem:
+        yield Bad(f"{name}:1", problem)
         return
     for row in reader:
         size, lines.record_bytes = lines.record_bytes, 0
@@ -329,6 +324,17 @@ def _csv_rows(name: str, reader: Any, lines: _CsvLines) -> Iterator[Item]:
                 continue  # an empty cell is a missing fact, never a zero
             snap[col] = cell if col in ("ts", "symbol") else _cell(col, cell)
         yield SourcedSnapshot(where, snap, size)
+
+
+def header_problem(header: list[str], form: str) -> str | None:
+    """What makes the columns of a table of facts (`form`: "a CSV", ...) unreadable."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        return (f"column(s) {', '.join(repeated)} appear more than once; which one holds the "
+                "fact would be a guess")
+    if "ts" not in header or "symbol" not in header:
+        return f"{form} of facts needs 'ts' and 'symbol' columns (found: {', '.join(header)})"
+    return None
 
 
 def _cell(column: str, cell: str) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
-from engine.factformats import Bad, Item, SourcedSnapshot, too_large
+from engine.factformats import Bad, Item, SourcedSnapshot, header_problem, too_large
 from engine.timeutil import format_utc
 
 #: The first bytes of every Parquet file.
@@ -39,7 +39,7 @@ def read_parquet(name: str, f: IO[bytes], cap: int) -> Iterator[Item]:
         yield Bad(name, f"not a readable Parquet file: {_first_line(e)}")
         return
     header = list(parquet.schema_arrow.names)
-    problem = _header_problem(header)
+    problem = header_problem(header, "a Parquet file")
     if problem:
         yield Bad(f"{name}:row 0", problem)
         return
@@ -61,17 +61,6 @@ def _batch_rows(parquet: Any) -> int:
         return BATCH_ROWS
     per_row = max(1, int(probe.nbytes) // int(probe.num_rows))
     return max(1, min(BATCH_ROWS, BATCH_BYTES // per_row))
-
-
-def _header_problem(header: list[str]) -> str | None:
-    repeated = sorted({h for h in header if header.count(h) > 1})
-    if repeated:
-        return (f"column(s) {', '.join(repeated)} appear more than once; which one holds the "
-                "fact would be a guess")
-    if "ts" not in header or "symbol" not in header:
-        return f"a Parquet file of facts needs 'ts' and 'symbol' columns (found: " \
-               f"{', '.join(header)})"
-    return None
 
 
 def _snapshot(where: str, header: list[str], values: tuple[Any, ...], cap: int) -> Item:
