@@ -15,13 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.execution.broker import Broker, BrokerOrder, OrderRequest, OrderStatus, Side
-from engine.execution.paper import (
-    AccountSummary,
-    PaperAccountError,
-    PaperBroker,
-    RejectReason,
-    init_account,
-)
+from engine.execution.paper import AccountSummary, PaperAccountError, PaperBroker, init_account
+from engine.execution.paper_values import RejectReason
 
 
 def _account(

@@ -14,16 +14,12 @@ the public API speaks floats in account currency.
 
 from __future__ import annotations
 
-import math
-import numbers
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from enum import StrEnum
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -36,22 +32,34 @@ from engine.execution.broker import (
     Side,
     crosses,
 )
+from engine.execution.paper_values import (
+    CENT,
+    MAX_CASH,
+    MAX_POSITION,
+    SYMBOL_PATTERN,
+    WHOLE,
+    RejectReason,
+    cash_to_cents,
+    cents_to_float,
+    check_client_id,
+    check_positions,
+    check_price,
+    check_shares,
+    check_side,
+    check_symbols,
+    money,
+    reason,
+    setting,
+    to_decimal,
+    utc_text,
+)
 from engine.private_files import create_private_file
 from engine.sqlite_tx import held_write
 from engine.timeutil import utc_now
 
-SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9._-]{0,15}")
 SCHEMA_VERSION = 1
-MAX_CLIENT_ID_LENGTH = 128
-MAX_SHARES = 1_000_000_000
-MAX_PRICE = 10_000_000.0
-# Keeps every cents figure far inside SQLite's signed 64-bit integers.
-MAX_CASH = 1e15
-MAX_POSITION = 1_000_000_000_000
 
 _BUSY_TIMEOUT_S = 60.0
-_CENT = Decimal("0.01")
-_WHOLE = Decimal(1)
 _PRICE_QUANTUM = Decimal("0.000001")
 _ORDER_COLUMNS = (
     "seq, client_id, symbol, side, shares, status, fill_price, commission_cents, reason,"
@@ -89,17 +97,6 @@ _SCHEMA = (
     )""",
     "CREATE INDEX orders_by_status ON orders (status, seq)",
 )
-
-
-class RejectReason(StrEnum):
-    """Stable codes that open every rejection `reason` (`"<code>: <detail>"`)."""
-
-    INSUFFICIENT_CASH = "insufficient_cash"
-    INSUFFICIENT_SHARES = "insufficient_shares"
-    INVALID_SHARES = "invalid_shares"
-    INVALID_PRICE = "invalid_price"
-    UNKNOWN_SYMBOL = "unknown_symbol"
-    ACCOUNT_LIMIT = "account_limit"
 
 
 CANCELLED_REASON = "cancelled: by client request"
@@ -140,9 +137,9 @@ def init_account(
     `SYMBOL_PATTERN`. Positions must be in the tradable set.
     """
     target = Path(path)
-    cash_cents = _cash_to_cents(cash)
-    symbol_set = _check_symbols(symbols)
-    holdings = _check_positions(positions, symbol_set)
+    cash_cents = cash_to_cents(cash)
+    symbol_set = check_symbols(symbols)
+    holdings = check_positions(positions, symbol_set)
 
     if target.exists() or target.is_symlink():
         if not overwrite:
@@ -174,7 +171,7 @@ def init_account(
             conn.execute(
                 "INSERT INTO account (id, schema_version, cash_cents, open_symbols, created_at)"
                 " VALUES (1, ?, ?, ?, ?)",
-                (SCHEMA_VERSION, cash_cents, int(symbol_set is None), _utc_text(utc_now())),
+                (SCHEMA_VERSION, cash_cents, int(symbol_set is None), utc_text(utc_now())),
             )
             conn.executemany(
                 "INSERT INTO symbols (symbol) VALUES (?)", [(s,) for s in sorted(symbol_set or ())]
@@ -217,9 +214,9 @@ class PaperBroker:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._path = Path(path)
-        self._slippage = _setting("slippage_bps", slippage_bps, upper=10_000.0) / 10_000
-        self._per_share = _setting("commission_per_share", commission_per_share)
-        self._commission_min = _setting("commission_min", commission_min)
+        self._slippage = setting("slippage_bps", slippage_bps, upper=10_000.0) / 10_000
+        self._per_share = setting("commission_per_share", commission_per_share)
+        self._commission_min = setting("commission_min", commission_min)
         if not isinstance(fill_on_submit, bool):
             raise ValueError(f"fill_on_submit must be a bool, got {fill_on_submit!r}")
         self._fill_on_submit = fill_on_submit
@@ -282,20 +279,20 @@ class PaperBroker:
         """
         if not isinstance(order, OrderRequest):
             raise ValueError(f"submit expects an OrderRequest, got {type(order).__name__}")
-        client_id = _check_client_id(order.client_id)
-        side = _check_side(order.side)
-        now = _utc_text(self._clock())
+        client_id = check_client_id(order.client_id)
+        side = check_side(order.side)
+        now = utc_text(self._clock())
         with self._write() as conn:
             existing = _fetch(conn, client_id)
             if existing is not None:
                 return existing
             symbol_text = order.symbol if isinstance(order.symbol, str) else repr(order.symbol)
-            shares, shares_problem = _check_shares(order.shares)
-            price, price_problem = _check_price(order.price)
+            shares, shares_problem = check_shares(order.shares)
+            price, price_problem = check_price(order.price)
             problem = _symbol_problem(conn, order.symbol) or shares_problem or price_problem
             limit: float | None = None
             if order.limit_price is not None and problem is None:
-                limit, problem = _check_price(order.limit_price)
+                limit, problem = check_price(order.limit_price)
             resting = limit is not None and price is not None and \
                 not crosses(side, price, limit)
             fill: _Fill | None = None
@@ -340,8 +337,8 @@ class PaperBroker:
 
         Raises KeyError when no order was sent under `client_id`.
         """
-        key = _check_client_id(client_id)
-        now = _utc_text(self._clock())
+        key = check_client_id(client_id)
+        now = utc_text(self._clock())
         with self._write() as conn:
             existing = _fetch(conn, key)
             if existing is None:
@@ -358,7 +355,7 @@ class PaperBroker:
 
     def order(self, client_id: str) -> BrokerOrder | None:
         """The order sent under `client_id`, or None."""
-        key = _check_client_id(client_id)
+        key = check_client_id(client_id)
         with self._read() as conn:
             return _fetch(conn, key)
 
@@ -379,7 +376,7 @@ class PaperBroker:
     def cash(self) -> float:
         """Cash in account currency, to the cent."""
         with self._read() as conn:
-            return _cents_to_float(_cash_cents(conn))
+            return cents_to_float(_cash_cents(conn))
 
     # -- paper extras ------------------------------------------------------------------
 
@@ -392,7 +389,7 @@ class PaperBroker:
         """
         if not isinstance(prices, Mapping):
             raise ValueError(f"prices must be a mapping of symbol to price, got {prices!r}")
-        now = _utc_text(self._clock())
+        now = utc_text(self._clock())
         changed: list[str] = []
         with self._write() as conn:
             rows = conn.execute(
@@ -403,13 +400,13 @@ class PaperBroker:
             for client_id, symbol, side_text, shares, limit in rows:
                 if symbol not in prices:
                     continue
-                price, problem = _check_price(prices[symbol])
+                price, problem = check_price(prices[symbol])
                 if problem is None and price is not None and limit is not None and \
                         not crosses(Side(side_text), price, float(limit)):
                     continue  # a resting limit order the market has not reached
                 outcome: _Fill | str
                 if problem is not None or price is None:
-                    outcome = problem or _reason(RejectReason.INVALID_PRICE, "no price")
+                    outcome = problem or reason(RejectReason.INVALID_PRICE, "no price")
                 else:
                     outcome = self._execute(conn, symbol, Side(side_text), shares, price)
                 if isinstance(outcome, str):
@@ -451,11 +448,11 @@ class PaperBroker:
         for symbol, shares in sorted(held.items()):
             if symbol not in prices:
                 raise ValueError(f"equity: no price for held symbol {symbol}")
-            price, problem = _check_price(prices[symbol])
+            price, problem = check_price(prices[symbol])
             if problem is not None or price is None:
                 raise ValueError(f"equity: bad price for {symbol}: {problem}")
-            total += _decimal(price) * shares
-        return float(total.quantize(_CENT, ROUND_HALF_UP))
+            total += to_decimal(price) * shares
+        return float(total.quantize(CENT, ROUND_HALF_UP))
 
     def account_summary(self) -> AccountSummary:
         """Cash, positions, tradable symbols and every order (oldest first), read atomically."""
@@ -467,7 +464,7 @@ class PaperBroker:
             rows = conn.execute(f"SELECT {_ORDER_COLUMNS} FROM orders ORDER BY seq").fetchall()
         return AccountSummary(
             path=str(self._path),
-            cash=_cents_to_float(cash_cents),
+            cash=cents_to_float(cash_cents),
             positions=held,
             symbols=None if open_symbols else symbols,
             orders=tuple(_to_order(row) for row in rows),
@@ -481,38 +478,38 @@ class PaperBroker:
         """Apply one fill to cash and positions, or return why it is rejected."""
         fill_price = self._fill_price(side, price)
         if fill_price <= 0:
-            return _reason(RejectReason.INVALID_PRICE, f"price {price} too small to fill")
-        notional = int((fill_price * shares * 100).quantize(_WHOLE, ROUND_HALF_UP))
+            return reason(RejectReason.INVALID_PRICE, f"price {price} too small to fill")
+        notional = int((fill_price * shares * 100).quantize(WHOLE, ROUND_HALF_UP))
         commission = max(self._per_share * shares, self._commission_min)
-        commission_cents = int((commission * 100).quantize(_WHOLE, ROUND_HALF_UP))
+        commission_cents = int((commission * 100).quantize(WHOLE, ROUND_HALF_UP))
         cash = _cash_cents(conn)
         row = conn.execute("SELECT shares FROM positions WHERE symbol = ?", (symbol,)).fetchone()
         held = 0 if row is None else int(row[0])
         if side is Side.BUY:
             new_cash = cash - notional - commission_cents
             if new_cash < 0:
-                return _reason(
+                return reason(
                     RejectReason.INSUFFICIENT_CASH,
-                    f"buying {shares} {symbol} costs {_money(notional + commission_cents)}"
-                    f" (incl. commission {_money(commission_cents)}) but cash is {_money(cash)}",
+                    f"buying {shares} {symbol} costs {money(notional + commission_cents)}"
+                    f" (incl. commission {money(commission_cents)}) but cash is {money(cash)}",
                 )
             new_held = held + shares
         else:
             if shares > held:
-                return _reason(
+                return reason(
                     RejectReason.INSUFFICIENT_SHARES,
                     f"selling {shares} {symbol} but holding {held} (no short selling)",
                 )
             new_cash = cash + notional - commission_cents
             if new_cash < 0:
-                return _reason(
+                return reason(
                     RejectReason.INSUFFICIENT_CASH,
-                    f"commission {_money(commission_cents)} exceeds cash {_money(cash)}"
-                    f" plus proceeds {_money(notional)}",
+                    f"commission {money(commission_cents)} exceeds cash {money(cash)}"
+                    f" plus proceeds {money(notional)}",
                 )
             new_held = held - shares
         if new_cash > MAX_CASH * 100 or new_held > MAX_POSITION:
-            return _reason(RejectReason.ACCOUNT_LIMIT, "the fill would exceed the account limits")
+            return reason(RejectReason.ACCOUNT_LIMIT, "the fill would exceed the account limits")
         conn.execute("UPDATE account SET cash_cents = ?", (new_cash,))
         if new_held == 0:
             conn.execute("DELETE FROM positions WHERE symbol = ?", (symbol,))
@@ -526,7 +523,7 @@ class PaperBroker:
 
     def _fill_price(self, side: Side, price: float) -> Decimal:
         factor = 1 + self._slippage if side is Side.BUY else 1 - self._slippage
-        return (_decimal(price) * factor).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)
+        return (to_decimal(price) * factor).quantize(_PRICE_QUANTUM, ROUND_HALF_UP)
 
     def _migrate(self) -> None:
         """Accounts made before limit orders get the column they need (empty: no limit)."""
@@ -662,7 +659,7 @@ def _to_order(row: tuple[Any, ...]) -> BrokerOrder:
         shares=int(shares),
         status=OrderStatus(status),
         fill_price=None if fill_price is None else float(fill_price),
-        commission=_cents_to_float(int(commission)),
+        commission=cents_to_float(int(commission)),
         reason=str(reason),
         submitted_at=str(sub),
         filled_at=None if fil is None else str(fil),
@@ -682,153 +679,15 @@ def _positions(conn: sqlite3.Connection) -> dict[str, int]:
 
 def _symbol_problem(conn: sqlite3.Connection, symbol: object) -> str | None:
     if not isinstance(symbol, str) or SYMBOL_PATTERN.fullmatch(symbol) is None:
-        return _reason(RejectReason.UNKNOWN_SYMBOL, f"{symbol!r} is not a valid symbol")
+        return reason(RejectReason.UNKNOWN_SYMBOL, f"{symbol!r} is not a valid symbol")
     open_symbols = conn.execute("SELECT open_symbols FROM account").fetchone()[0]
     if open_symbols:
         return None
     known = conn.execute("SELECT 1 FROM symbols WHERE symbol = ?", (symbol,)).fetchone()
     if known is None:
-        return _reason(RejectReason.UNKNOWN_SYMBOL, f"{symbol} is not tradable in this account")
+        return reason(RejectReason.UNKNOWN_SYMBOL, f"{symbol} is not tradable in this account")
     return None
-
-
-def _check_shares(shares: object) -> tuple[int, str | None]:
-    """The share count to record and, when it is not a positive whole number, why."""
-    if isinstance(shares, bool) or not isinstance(shares, numbers.Integral):
-        return 0, _reason(
-            RejectReason.INVALID_SHARES,
-            f"shares must be a whole number, got {shares!r} ({type(shares).__name__})",
-        )
-    count = int(shares)
-    if count <= 0:
-        return count, _reason(RejectReason.INVALID_SHARES, f"shares must be positive, got {count}")
-    if count > MAX_SHARES:
-        return 0, _reason(
-            RejectReason.INVALID_SHARES, f"shares {count} exceed the maximum {MAX_SHARES}"
-        )
-    return count, None
-
-
-def _check_price(price: object) -> tuple[float | None, str | None]:
-    """The price as a float and, when it cannot be traded at, why."""
-    if isinstance(price, bool) or not isinstance(price, numbers.Real | Decimal):
-        return None, _reason(
-            RejectReason.INVALID_PRICE,
-            f"price must be a number, got {price!r} ({type(price).__name__})",
-        )
-    value = float(price)
-    if not math.isfinite(value) or value <= 0:
-        # NaN would be stored as NULL by SQLite; keep the record honest.
-        return (value if math.isfinite(value) else None), _reason(
-            RejectReason.INVALID_PRICE, f"price must be finite and positive, got {value}"
-        )
-    if value > MAX_PRICE:
-        return value, _reason(
-            RejectReason.INVALID_PRICE, f"price {value} exceeds the maximum {MAX_PRICE}"
-        )
-    return value, None
-
-
-def _check_client_id(client_id: object) -> str:
-    if not isinstance(client_id, str) or not client_id.strip():
-        raise ValueError(f"client_id must be a non-empty string, got {client_id!r}")
-    if len(client_id) > MAX_CLIENT_ID_LENGTH:
-        raise ValueError(
-            f"client_id must be at most {MAX_CLIENT_ID_LENGTH} characters, got {len(client_id)}"
-        )
-    return client_id
-
-
-def _check_side(side: object) -> Side:
-    if isinstance(side, Side):
-        return side
-    if isinstance(side, str) and side in Side.__members__:
-        return Side(side)
-    raise ValueError(f"side must be BUY or SELL, got {side!r}")
-
-
-def _check_symbols(symbols: Iterable[str] | None) -> frozenset[str] | None:
-    if symbols is None:
-        return None
-    if isinstance(symbols, str | bytes) or not isinstance(symbols, Iterable):
-        raise ValueError(f"symbols must be a collection of symbols, got {symbols!r}")
-    checked = set()
-    for symbol in symbols:
-        if not isinstance(symbol, str) or SYMBOL_PATTERN.fullmatch(symbol) is None:
-            raise ValueError(
-                f"symbols: {symbol!r} is not a valid symbol (expected {SYMBOL_PATTERN.pattern})"
-            )
-        checked.add(symbol)
-    return frozenset(checked)
-
-
-def _check_positions(
-    positions: Mapping[str, int] | None, symbols: frozenset[str] | None
-) -> dict[str, int]:
-    if positions is None:
-        return {}
-    if not isinstance(positions, Mapping):
-        raise ValueError(f"positions must be a mapping of symbol to shares, got {positions!r}")
-    holdings: dict[str, int] = {}
-    for symbol, shares in positions.items():
-        if not isinstance(symbol, str) or SYMBOL_PATTERN.fullmatch(symbol) is None:
-            raise ValueError(f"positions: {symbol!r} is not a valid symbol")
-        if symbols is not None and symbol not in symbols:
-            raise ValueError(f"positions: {symbol} is not in the tradable symbols")
-        if isinstance(shares, bool) or not isinstance(shares, numbers.Integral):
-            raise ValueError(
-                f"positions: shares of {symbol} must be a whole number, got {shares!r}"
-            )
-        if not 0 <= int(shares) <= MAX_SHARES:
-            raise ValueError(
-                f"positions: shares of {symbol} must be 0..{MAX_SHARES}, got {int(shares)}"
-            )
-        if int(shares) > 0:
-            holdings[symbol] = int(shares)
-    return holdings
-
-
-def _cash_to_cents(cash: object) -> int:
-    if isinstance(cash, bool) or not isinstance(cash, numbers.Real | Decimal):
-        raise ValueError(f"cash must be a number, got {cash!r}")
-    value = float(cash)
-    if not math.isfinite(value) or not 0 <= value <= MAX_CASH:
-        raise ValueError(f"cash must be finite and within 0..{MAX_CASH:.0f}, got {value}")
-    return int((_decimal(value) * 100).quantize(_WHOLE, ROUND_HALF_UP))
-
-
-def _setting(name: str, value: object, *, upper: float = math.inf) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real | Decimal):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    number = float(value)
-    if not math.isfinite(number) or not 0 <= number < upper:
-        bound = f"below {upper:g}" if math.isfinite(upper) else "finite"
-        raise ValueError(f"{name} must be non-negative and {bound}, got {value!r}")
-    return _decimal(number)
-
-
-def _decimal(value: float) -> Decimal:
-    # repr gives the shortest decimal that round-trips, so 0.1 stays 0.1.
-    return Decimal(repr(float(value)))
-
-
-def _cents_to_float(cents: int) -> float:
-    return float(Decimal(cents) / 100)
-
-
-def _money(cents: int) -> str:
-    return f"{Decimal(cents) / 100:.2f}"
-
-
-def _reason(code: RejectReason, detail: str) -> str:
-    return f"{code.value}: {detail}"
 
 
 def _sidecar(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
-
-
-def _utc_text(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError(f"clock must return an aware datetime, got naive {moment!r}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
