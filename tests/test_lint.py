@@ -12,7 +12,8 @@ from engine.policy.loader import load_policy_set
 from engine.policy.model import AllOf, AnyOf, Condition, Leaf, NotOf, Op, Scalar
 from engine.policy.problems import Position
 from engine.rules.reference import holds
-from engine.tooling.lint import Box, Interval, ValueSet, dnf, implies, lint, satisfiable
+from engine.tooling.lint import lint
+from engine.tooling.value_sets import Box, Interval, ValueSet, dnf, implies, satisfiable
 from tests.conftest import REPO_ROOT, RunCli
 
 POLICIES = REPO_ROOT / "policies"
